@@ -1,0 +1,43 @@
+# AgentProvision event layer. `make help` lists every target with its one-line description.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_ARGS ?=
+PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_serving apev_writeback apev_monitor \
+	apev_workspace apev_mcpsim apev_sinks
+
+.PHONY: help setup run test lint format kafka stop
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+setup: ## Install uv (with pip) if missing and sync the locked workspace into .venv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { echo "setup: installing uv with pip"; python3 -m pip install -q uv; }
+	@$(UV) sync --frozen --quiet
+	@echo "setup: .venv is in sync with uv.lock"
+
+run: setup kafka ## Start the system on its embedded defaults (today: Kafka; services arrive with later issues)
+	@echo "run: Kafka is up (see above). Not built yet: the five services, the local Databricks workspace,"
+	@echo "run: the MCP simulator and the alert sinks. \`make stop\` stops what this started."
+
+test: setup ## Install and start what the suite needs (PostgreSQL, Kafka jars), then run every test
+	@eval "$$(bash deploy/postgres.sh | grep '^APEV_TEST_PG_URL=')" && export APEV_TEST_PG_URL && \
+	  $(UV) run --frozen python -m apev_stack kafka jars && \
+	  $(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff (lint + format check), mypy (strict on contracts and runtime), import-linter
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy $(addprefix -p ,$(PACKAGES))
+	$(UV) run --frozen lint-imports
+
+format: setup ## Apply ruff's fixes and formatting
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+kafka: setup ## Start the local Kafka broker in the background (idempotent) and print its bootstrap address
+	@$(UV) run --frozen python -m apev_stack kafka start
+
+stop: ## Stop every process the Makefile started
+	@$(UV) run --frozen python -m apev_stack stop

@@ -1,0 +1,1 @@
+"""AgentProvision event contracts."""

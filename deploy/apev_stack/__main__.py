@@ -1,0 +1,3 @@
+from apev_stack.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""apev_monitor."""
