@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_serving apev_writeback apev_monitor \
 	apev_workspace apev_mcpsim apev_sinks
 
-.PHONY: help setup run test lint format kafka stop
+.PHONY: help setup run test lint format kafka stop workspace mcp sinks
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -41,3 +41,12 @@ kafka: setup ## Start the local Kafka broker in the background (idempotent) and 
 
 stop: ## Stop every process the Makefile started
 	@$(UV) run --frozen python -m apev_stack stop
+
+workspace: setup ## Run the local Databricks workspace in the foreground (PORT=8787, DATA=.stack/workspace)
+	$(UV) run --frozen python -m apev_workspace --port $(or $(PORT),8787) --data-dir $(or $(DATA),.stack/workspace)
+
+mcp: setup ## Run the MCP server simulator in the foreground (PORT=8785)
+	$(UV) run --frozen python -m apev_mcpsim --port $(or $(PORT),8785)
+
+sinks: setup ## Run the Slack, PagerDuty and SMTP stand-ins in the foreground (PORT=8790, SMTP_PORT=8025)
+	$(UV) run --frozen python -m apev_sinks --port $(or $(PORT),8790) --smtp-port $(or $(SMTP_PORT),8025)
