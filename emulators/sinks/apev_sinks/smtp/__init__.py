@@ -1,0 +1,1 @@
+"""SMTP stand-in: accepts mail on a local port and keeps it."""
