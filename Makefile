@@ -17,9 +17,8 @@ setup: ## Install uv (with pip) if missing and sync the locked workspace into .v
 	@$(UV) sync --frozen --quiet
 	@echo "setup: .venv is in sync with uv.lock"
 
-run: setup kafka ## Start the system on its embedded defaults (today: Kafka; services arrive with later issues)
-	@echo "run: Kafka is up (see above). Not built yet: the five services, the local Databricks workspace,"
-	@echo "run: the MCP simulator and the alert sinks. \`make stop\` stops what this started."
+run: setup ## Run the whole system on embedded defaults in the foreground: Kafka, stand-ins, five services
+	@$(UV) run --frozen python -m apev_stack run
 
 test: setup ## Install and start what the suite needs (PostgreSQL, Kafka jars), then run every test
 	@eval "$$(bash deploy/postgres.sh | grep '^APEV_TEST_PG_URL=')" && export APEV_TEST_PG_URL && \

@@ -109,11 +109,25 @@ def _stop_one(pid_file: Path) -> bool:
     return True
 
 
+@app.command("run")
+def run_all(
+    port: int = typer.Option(0, envvar="KAFKA_PORT", help="Broker port on first start; 0 picks a free one."),
+) -> None:
+    """Start Kafka (background), the stand-ins and the five services (foreground) until Ctrl-C."""
+    from apev_stack.supervisor import run
+
+    kafka_start(port)
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or (_kafka_home() / "bootstrap").read_text().strip()
+    raise typer.Exit(run(bootstrap))
+
+
 @app.command("stop")
 def stop_all() -> None:
     """Stop every process the Makefile started (every `*.pid` under the state folder)."""
     root = state_dir()
-    stopped = [f for f in sorted(root.glob("*/*.pid")) if _stop_one(f)] if root.exists() else []
+    # Kafka last: the services commit their offsets while they stop.
+    pid_files = sorted(root.glob("*/*.pid"), key=lambda f: (f.parent.name == "kafka", str(f))) if root.exists() else []
+    stopped = [f for f in pid_files if _stop_one(f)]
     if not stopped:
         typer.echo("stack: nothing was running")
 

@@ -221,10 +221,14 @@ def pid_alive(pid: int) -> bool:
 
 
 def stop_process_group(pid: int, timeout: float = 30.0) -> None:
-    """SIGTERM the process group (Kafka shuts down cleanly on it), SIGKILL after `timeout`."""
+    """SIGTERM the process group (Kafka shuts down cleanly on it), SIGKILL after `timeout`. A process that
+    leads no group (the `make run` supervisor) gets the signal itself."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:
             os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not pid_alive(pid):

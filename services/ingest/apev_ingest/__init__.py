@@ -1,1 +1,1 @@
-"""apev_ingest."""
+"""The ingest service: owns Unity Catalog layout and MCP ingestion."""

@@ -1,1 +1,1 @@
-"""apev_jobs."""
+"""The jobs service: owns the Databricks Jobs API 2.2."""

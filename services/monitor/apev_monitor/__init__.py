@@ -1,1 +1,1 @@
-"""apev_monitor."""
+"""The monitor service: owns system tables and alerting."""

@@ -1,1 +1,1 @@
-"""apev_serving."""
+"""The serving service: owns Model Serving and SQL warehouse answers."""

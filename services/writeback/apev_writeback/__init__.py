@@ -1,1 +1,1 @@
-"""apev_writeback."""
+"""The writeback service: owns MCP write-back."""

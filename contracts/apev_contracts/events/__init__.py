@@ -1,0 +1,60 @@
+"""The payload models of every topic, one module per concern."""
+
+from apev_contracts.events.cost import CostSampled
+from apev_contracts.events.datasource import DatasourceCreated, OutsideSystem
+from apev_contracts.events.insight import InsightCreated
+from apev_contracts.events.jobs import (
+    JobAction,
+    JobParameter,
+    JobRequested,
+    JobSpec,
+    NotebookTask,
+    PythonTask,
+    SqlTask,
+    TaskDependency,
+    TaskSpec,
+)
+from apev_contracts.events.runs import (
+    RunFinished,
+    RunOutcome,
+    RunState,
+    RunStatus,
+    TaskRun,
+    TerminationDetails,
+    run_outcome,
+)
+from apev_contracts.events.serving import (
+    LATENCY_BUCKET_BOUNDS_MS,
+    EndpointScaleRequested,
+    ServingLatencySampled,
+    merge_buckets,
+    quantile_ms,
+)
+
+__all__ = [
+    "LATENCY_BUCKET_BOUNDS_MS",
+    "CostSampled",
+    "DatasourceCreated",
+    "EndpointScaleRequested",
+    "InsightCreated",
+    "JobAction",
+    "JobParameter",
+    "JobRequested",
+    "JobSpec",
+    "NotebookTask",
+    "OutsideSystem",
+    "PythonTask",
+    "RunFinished",
+    "RunOutcome",
+    "RunState",
+    "RunStatus",
+    "ServingLatencySampled",
+    "SqlTask",
+    "TaskDependency",
+    "TaskRun",
+    "TaskSpec",
+    "TerminationDetails",
+    "merge_buckets",
+    "quantile_ms",
+    "run_outcome",
+]

@@ -1,0 +1,3 @@
+from apev_runtime.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""Settings every service shares. Each service subclasses `ServiceSettings` with its own env prefix.
+
+Environment variables use the service's prefix (`JOBS_DATABASE_URL`), except the cross-cutting ones with
+well-known names, read unprefixed by every service: `KAFKA_BOOTSTRAP_SERVERS`, `DATABRICKS_HOST`,
+`DATABRICKS_TOKEN`. Delivery bounds are `DELIVERY_*` (shared by all services).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class DeliverySettings(BaseSettings):
+    """Bounds of the at-least-once delivery middleware (§4)."""
+
+    model_config = SettingsConfigDict(env_prefix="DELIVERY_", extra="ignore")
+
+    max_event_bytes: int = 1_048_576
+    """Events larger than this are dead-lettered unread (1 MiB, Kafka's default message size)."""
+    retry_attempts: int = 5
+    """Attempts per message for transient errors, the first included."""
+    retry_timeout_seconds: float = 60.0
+    """Total time spent retrying one message; well under aiokafka's 300 s `max_poll_interval_ms`."""
+    retry_initial_wait_seconds: float = 0.2
+    retry_max_wait_seconds: float = 10.0
+    inbox_retention_days: float = 14.0
+    """Inbox rows older than this are pruned; keep it longer than any redelivery or DLQ replay window."""
+    outbox_retention_days: float = 7.0
+    """Published outbox rows older than this are pruned."""
+    prune_interval_seconds: float = 3600.0
+    breaker_pause_seconds: float = 30.0
+    """Longest wait in one go while a host's circuit is open, before the message is sought back and retried."""
+    dlq_publish_backoff_seconds: float = 1.0
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Subclass with `model_config = SettingsConfigDict(env_prefix="JOBS_")`."""
+
+    model_config = SettingsConfigDict(env_prefix="APEV_", extra="ignore", env_nested_delimiter="__")
+
+    service_name: str = "apev"
+    environment: Literal["local", "test", "production"] = "local"
+    data_dir: Path = Path(".stack/data")
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
+    kafka_client_id: str | None = None
+    kafka_topic_prefix: str = Field("", validation_alias=_env("KAFKA_TOPIC_PREFIX"))
+    """Prepended to every topic name (environments sharing a cluster; isolated test runs)."""
+
+    database_url: str | None = None
+    """SQLAlchemy async URL; default: a SQLite file `<data_dir>/<service_name>.db` (the embedded default)."""
+    database_schema: str | None = None
+    """PostgreSQL schema holding this service's tables (one database, a schema per service)."""
+
+    log_format: Literal["json", "console", "auto"] = "auto"
+    log_level: str = "INFO"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    public_url: str | None = None
+
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+
+    mcp_base_url: str | None = Field(None, validation_alias=_env("MCP_BASE_URL"))
+    mcp_api_key: SecretStr | None = Field(None, validation_alias=_env("MCP_API_KEY"))
+
+    databricks_host: str | None = Field(None, validation_alias=_env("DATABRICKS_HOST"))
+    databricks_token: SecretStr | None = Field(None, validation_alias=_env("DATABRICKS_TOKEN"))
+    databricks_threads: int = 8
+
+    jwt_issuer: str = "agentprovision"
+    jwt_audience: str = "apev"
+    jwt_secret: SecretStr | None = None
+    """HS256 key for the services' APIs; `jwt_jwks_url` or `jwt_public_key` for RS256 in production."""
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.db')}"

@@ -1,0 +1,83 @@
+"""A consumer SIGKILLed after its effect and before its offset commit: redelivered, and the inbox holds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from .delivery_harness import Harness, job_event, wait_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+WORKER = Path(__file__).with_name("kill_worker.py")
+
+
+async def _start_worker(h: Harness, kill: bool) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "BOOTSTRAP": h.bootstrap,
+        "PREFIX": h.prefix,
+        "GROUP": h.group + "-worker",
+        "DB_URL": h.pg_url,
+        "DB_SCHEMA": h.settings().database_schema or "",
+        "KILL_AFTER_EFFECT": "1" if kill else "0",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(WORKER), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(60):
+        while (line := await proc.stdout.readline()) != b"ready\n":
+            assert line, f"worker exited early: {(await proc.stderr.read()).decode()[-2000:]}"  # type: ignore[union-attr]
+    return proc
+
+
+async def _committed(h: Harness, group: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=h.bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if isinstance(tp, TopicPartition)}
+
+
+async def test_sigkill_between_effect_and_commit_redelivers_without_a_second_effect(
+    kafka_bootstrap: str, pg_url: str
+) -> None:
+    h = Harness(kafka_bootstrap, pg_url)
+    await h.start()  # creates topics, schema, effects table (its own in-process consumer uses another group)
+    try:
+        event = job_event()
+        partition, offset = await h.send(event)
+
+        first = await _start_worker(h, kill=True)
+        assert await asyncio.wait_for(first.wait(), 60) == -9  # it killed itself after the effect
+        out = (await first.stdout.read()).decode()  # type: ignore[union-attr]
+        assert await h.effects(event.id) == 2  # the harness's own consumer (1) + the worker's one effect (1)
+        assert (await _committed(h, h.group + "-worker")).get(partition, -1) <= offset  # never committed
+
+        second = await _start_worker(h, kill=False)
+        try:
+            await wait_for(
+                lambda: _offset_committed(h, h.group + "-worker", partition, offset + 1), what="the worker's commit"
+            )
+        finally:
+            second.terminate()
+            await asyncio.wait_for(second.wait(), 30)
+        log = (await second.stderr.read()).decode()  # type: ignore[union-attr]
+        assert "duplicate_skipped" in log and event.id in log  # redelivered, recognised by the inbox
+        assert "effect written" in out
+        assert await h.effects(event.id) == 2  # still one effect from the worker's group
+    finally:
+        await h.stop()
+
+
+async def _offset_committed(h: Harness, group: str, partition: int, at_least: int) -> bool:
+    return (await _committed(h, group)).get(partition, -1) >= at_least

@@ -1,0 +1,21 @@
+"""Translate: events in -> ingest service calls. Delivery (inbox, retries, DLQ) is the runtime's."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+
+from apev_contracts import DatasourceCreated, RunFinished, topics
+from apev_contracts.envelope import CloudEvent
+from apev_ingest.service import IngestService
+from apev_runtime.broker import subscriber
+from apev_runtime.delivery.middleware import Tx
+
+
+def register(broker: KafkaBroker, service: IngestService, group: str) -> None:
+    @subscriber(broker, topics.DATASOURCE_CREATED, group_id=group)
+    async def on_datasource_created(event: CloudEvent[DatasourceCreated], tx: Tx) -> None:
+        await service.on_datasource_created(event)
+
+    @subscriber(broker, topics.RUN_FINISHED, group_id=group)
+    async def on_run_finished(event: CloudEvent[RunFinished], tx: Tx) -> None:
+        await service.on_run_finished(event)

@@ -1,0 +1,17 @@
+"""Translate: events in -> jobs service calls. Delivery (inbox, retries, DLQ) is the runtime's."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+
+from apev_contracts import JobRequested, topics
+from apev_contracts.envelope import CloudEvent
+from apev_jobs.service import JobsService
+from apev_runtime.broker import subscriber
+from apev_runtime.delivery.middleware import Tx
+
+
+def register(broker: KafkaBroker, service: JobsService, group: str) -> None:
+    @subscriber(broker, topics.JOB_REQUESTED, group_id=group)
+    async def on_job_requested(event: CloudEvent[JobRequested], tx: Tx) -> None:
+        await service.on_job_requested(event)

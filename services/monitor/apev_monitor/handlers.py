@@ -1,0 +1,25 @@
+"""Translate: events in -> monitor service calls. Delivery (inbox, retries, DLQ) is the runtime's."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+
+from apev_contracts import CostSampled, RunFinished, ServingLatencySampled, topics
+from apev_contracts.envelope import CloudEvent
+from apev_monitor.service import MonitorService
+from apev_runtime.broker import subscriber
+from apev_runtime.delivery.middleware import Tx
+
+
+def register(broker: KafkaBroker, service: MonitorService, group: str) -> None:
+    @subscriber(broker, topics.RUN_FINISHED, group_id=group)
+    async def on_run_finished(event: CloudEvent[RunFinished], tx: Tx) -> None:
+        await service.on_run_finished(event)
+
+    @subscriber(broker, topics.COST_SAMPLED, group_id=group)
+    async def on_cost_sampled(event: CloudEvent[CostSampled], tx: Tx) -> None:
+        await service.on_cost_sampled(event)
+
+    @subscriber(broker, topics.SERVING_LATENCY_SAMPLED, group_id=group)
+    async def on_serving_latency_sampled(event: CloudEvent[ServingLatencySampled], tx: Tx) -> None:
+        await service.on_serving_latency_sampled(event)

@@ -1,0 +1,21 @@
+"""Translate: events in -> serving service calls. Delivery (inbox, retries, DLQ) is the runtime's."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+
+from apev_contracts import EndpointScaleRequested, RunFinished, topics
+from apev_contracts.envelope import CloudEvent
+from apev_runtime.broker import subscriber
+from apev_runtime.delivery.middleware import Tx
+from apev_serving.service import ServingService
+
+
+def register(broker: KafkaBroker, service: ServingService, group: str) -> None:
+    @subscriber(broker, topics.RUN_FINISHED, group_id=group)
+    async def on_run_finished(event: CloudEvent[RunFinished], tx: Tx) -> None:
+        await service.on_run_finished(event)
+
+    @subscriber(broker, topics.ENDPOINT_SCALE_REQUESTED, group_id=group)
+    async def on_endpoint_scale_requested(event: CloudEvent[EndpointScaleRequested], tx: Tx) -> None:
+        await service.on_endpoint_scale_requested(event)

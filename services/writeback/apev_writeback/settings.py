@@ -1,0 +1,14 @@
+"""Settings of the writeback service: `WRITEBACK_*` environment variables (see apev_runtime.settings)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from apev_runtime.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="WRITEBACK_", extra="ignore", env_nested_delimiter="__")
+
+    service_name: str = "writeback"
+    consumer_group: str = "apev-writeback"
