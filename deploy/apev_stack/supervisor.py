@@ -28,7 +28,7 @@ from apev_stack.paths import state_dir
 console = Console(highlight=False)
 
 # Local-only credentials of the embedded default; production reads real ones from the environment.
-LOCAL_DATABRICKS_TOKEN = os.environ.get("APEV_LOCAL_DATABRICKS_TOKEN", "dapi-local-admin-0000000000000000")
+LOCAL_DATABRICKS_TOKEN = os.environ.get("APEV_LOCAL_DATABRICKS_TOKEN", "dapi-apev-local-admin")
 LOCAL_MCP_KEY = os.environ.get("APEV_LOCAL_MCP_KEY", "mcp-local-admin-key-000000000000")
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green", "red"]
 

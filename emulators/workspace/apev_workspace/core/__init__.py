@@ -1,0 +1,1 @@
+"""Shared plumbing of the local workspace: errors, durable state, the HTTP endpoint adapter."""

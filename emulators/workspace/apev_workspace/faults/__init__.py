@@ -1,0 +1,1 @@
+"""Fault injection and request counters, switchable at run time through `/__admin/...` (outside `/api/`)."""

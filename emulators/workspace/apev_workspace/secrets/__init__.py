@@ -1,0 +1,1 @@
+"""Secret scopes, secrets and ACLs, enforced for every caller (including tasks' run-as principals)."""

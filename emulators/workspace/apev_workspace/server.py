@@ -1,0 +1,152 @@
+"""The workspace: one object wiring every API area to shared state, and the ASGI app serving it.
+
+Areas (identity, secrets, workspace files, jobs, faults) each keep state in memory under one re-entrant
+lock and write through to one SQLite file (`<data dir>/workspace.sqlite3`). Later areas (Unity Catalog,
+SQL, serving, notifications) add an attribute here, their routes in `build_app`, and their own kinds in
+the store.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from apev_workspace.core.exceptions import EndpointNotFound
+from apev_workspace.core.http import error_response
+from apev_workspace.core.store import Store
+from apev_workspace.faults import urls as fault_urls
+from apev_workspace.faults.models import Faults
+from apev_workspace.faults.responses import FaultMiddleware
+from apev_workspace.identity import urls as identity_urls
+from apev_workspace.identity.models import DEFAULT_ADMIN_USER, Identity
+from apev_workspace.jobs import urls as jobs_urls
+from apev_workspace.jobs.execution import Executor
+from apev_workspace.jobs.models import Jobs
+from apev_workspace.secrets import urls as secrets_urls
+from apev_workspace.secrets.models import Secrets
+from apev_workspace.workspace_files import urls as files_urls
+from apev_workspace.workspace_files.models import WorkspaceFiles
+
+log = logging.getLogger("apev_workspace")
+
+DEFAULT_ADMIN_TOKEN = "dapi-apev-local-admin"  # noqa: S105 (a documented local default) - documented; used when DATABRICKS_TOKEN is not set
+DEFAULT_WORKSPACE_ID = "1234567890123456"
+
+
+def admin_token_from_env() -> tuple[str, str]:
+    """(token, where it came from): DATABRICKS_TOKEN when set, else the documented default."""
+    token = os.environ.get("DATABRICKS_TOKEN")
+    if token:
+        return token, "DATABRICKS_TOKEN"
+    return DEFAULT_ADMIN_TOKEN, "default"
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8787
+    admin_token: str = DEFAULT_ADMIN_TOKEN
+    admin_user: str = DEFAULT_ADMIN_USER
+    executor_slots: int = 4
+    failed_multitask_internal_error: bool = False
+    public_url: str | None = None  # what tasks and run_page_url use; defaults to http://host:port
+    workspace_id: str = DEFAULT_WORKSPACE_ID
+
+    @property
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+class Workspace:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.workspace_id = settings.workspace_id
+        data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _exclusive(data / ".lock")
+        self.lock = threading.RLock()
+        self.store = Store(data / "workspace.sqlite3")
+        self.identity = Identity(self.store, self.lock, settings.admin_token, settings.admin_user)
+        self.files = WorkspaceFiles(self.store, self.lock, data / "workspace_objects")
+        self.files.ensure_home(settings.admin_user)
+        self.secrets = Secrets(self.store, self.lock)
+        self.jobs = Jobs(
+            self.store,
+            self.lock,
+            self.identity,
+            workspace_id=settings.workspace_id,
+            public_url=lambda: self.settings.url,
+        )
+        self.executor = Executor(
+            self.jobs,
+            self.identity,
+            self.files,
+            self.lock,
+            data_dir=data,
+            slots=settings.executor_slots,
+            failed_multitask_internal_error=settings.failed_multitask_internal_error,
+        )
+        self.faults = Faults()
+        self._started = False
+
+    def start(self) -> None:
+        if not self._started:
+            self.executor.recover()
+            self.executor.start()
+            self._started = True
+
+    def close(self) -> None:
+        if self._started:
+            self.executor.shutdown()
+            self._started = False
+        self.store.close()
+        self._lock_file.close()
+
+
+def _exclusive(path: Path) -> IO[str]:
+    """One server per data directory: a second one would corrupt runs that the first is executing."""
+    handle = path.open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RuntimeError(f"Another local workspace is using the data directory {path.parent}") from None
+    return handle
+
+
+async def well_known(request: Request) -> Response:
+    ws: Workspace = request.app.state.workspace
+    return JSONResponse({"workspace_id": ws.workspace_id, "oidc_endpoint": f"{ws.settings.url}/oidc"})
+
+
+async def not_found(request: Request) -> Response:
+    return error_response(EndpointNotFound(f"No API found for '{request.method} {request.url.path}'"))
+
+
+def build_app(workspace: Workspace) -> FaultMiddleware:
+    routes = [
+        Route("/.well-known/databricks-config", well_known, methods=["GET"]),
+        *identity_urls.routes(),
+        *secrets_urls.routes(),
+        *files_urls.routes(),
+        *jobs_urls.routes(),
+        *fault_urls.routes(),
+        Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.workspace = workspace
+    return FaultMiddleware(app, workspace.faults)
