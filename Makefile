@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_serving apev_writeback apev_monitor \
 	apev_workspace apev_mcpsim apev_sinks
 
-.PHONY: help setup run test lint format kafka stop workspace mcp sinks
+.PHONY: help setup run test lint format kafka stop workspace mcp sinks bench
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -49,3 +49,6 @@ mcp: setup ## Run the MCP server simulator in the foreground (PORT=8785)
 
 sinks: setup ## Run the Slack, PagerDuty and SMTP stand-ins in the foreground (PORT=8790, SMTP_PORT=8025)
 	$(UV) run --frozen python -m apev_sinks --port $(or $(PORT),8790) --smtp-port $(or $(SMTP_PORT),8025)
+
+bench: setup ## Benchmarks on real Kafka + PostgreSQL; figures appended to bench/results/*.json
+	$(UV) run --frozen python bench/delivery_throughput.py --events $(or $(EVENTS),2000) --db $(or $(DB),postgres)

@@ -62,6 +62,7 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
+            "group.coordinator.append.linger.ms=0",
             "auto.create.topics.enable=false",
             "log.retention.hours=168",
             "",

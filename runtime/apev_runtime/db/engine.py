@@ -50,7 +50,11 @@ def create_database(url: str, schema: str | None = None, *, echo: bool = False) 
             cur.close()
 
         return Database(engine=engine, schema=None, dialect="sqlite")
-    engine = create_async_engine(url, echo=echo, pool_pre_ping=True)
+    connect_args: dict[str, object] = {}
+    if schema and url.startswith("postgresql+asyncpg"):
+        # Raw SQL (text()) lands in the service's schema too, not only the mapped Table objects.
+        connect_args = {"server_settings": {"search_path": f'"{schema}"'}}
+    engine = create_async_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
     if schema:
         engine = engine.execution_options(schema_translate_map={None: schema})
     return Database(engine=engine, schema=schema, dialect=engine.dialect.name)
