@@ -130,7 +130,8 @@ async def run(events: int, tenants: int, db_kind: str, bootstrap: str) -> dict[s
     return {
         "benchmark": "delivery_throughput",
         "when": datetime.now(UTC).isoformat(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "git_rev": _git_rev(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]},
         "database": db_kind,
         "events": events,
         "tenants": tenants,
@@ -147,6 +148,11 @@ async def run(events: int, tenants: int, db_kind: str, bootstrap: str) -> dict[s
             "p95": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
         },
     }
+
+
+def _git_rev() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "unknown"
 
 
 def main() -> None:

@@ -63,6 +63,8 @@ class Harness:
     )
     failures: dict[str, list[BaseException]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    slow: dict[str, float] = field(default_factory=dict)
+    """Seconds the handler sleeps (after its effect, before returning) for these event ids."""
     extra_middlewares: list[Any] = field(default_factory=list)
     follow_up: Callable[[CloudEvent[Any]], CloudEvent[Any] | None] | None = None
     """When set, the handler queues the event it returns through the outbox, in the handler's transaction."""
@@ -99,6 +101,8 @@ class Harness:
         async def handle(event: CloudEvent[JobRequested], tx: Tx) -> None:
             self.calls.append(event.id)
             await tx.execute(text("INSERT INTO effects VALUES (:id, :note)"), {"id": event.id, "note": event.data.key})
+            if event.id in self.slow:
+                await asyncio.sleep(self.slow[event.id])
             pending = self.failures.get(event.id)
             if pending:
                 raise pending.pop(0)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream import BaseMiddleware
 from typer.testing import CliRunner
 
@@ -142,3 +143,31 @@ async def test_dlq_commands_list_and_replay_dry_run(harness: Harness) -> None:
 
 async def _has_letters(h: Harness) -> bool:
     return bool(await h.dead_letters())
+
+
+async def test_stop_waits_for_in_flight_work_and_commits_it(kafka_bootstrap: str, pg_url: str) -> None:
+    h = Harness(kafka_bootstrap, pg_url)
+    await h.start()
+    event = job_event()
+    h.slow[event.id] = 1.5
+    try:
+        partition, offset = await h.send(event)
+        await wait_for(lambda: _started(h, event.id), what="the handler to start")
+        stopped_at = time.monotonic()
+        await h.broker.stop()  # what SIGTERM does: the in-flight handler finishes, commits, then the consumer closes
+        assert time.monotonic() - stopped_at >= 1.0
+        assert await h.effects(event.id) == 1
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(h.group)
+        finally:
+            await admin.close()
+        assert {tp.partition: m.offset for tp, m in offsets.items()}.get(partition, -1) >= offset + 1
+    finally:
+        await h.producer.stop()
+        await h.db.dispose()
+
+
+async def _started(h: Harness, event_id: str) -> bool:
+    return event_id in h.calls
