@@ -12,10 +12,11 @@ PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_se
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-setup: ## Install uv (with pip) if missing and sync the locked workspace into .venv
+setup: ## Install uv (pip), Java 17+ and Maven (apt) if missing; sync the locked workspace into .venv
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { echo "setup: installing uv with pip"; python3 -m pip install -q uv; }
 	@$(UV) sync --frozen --quiet
-	@echo "setup: .venv is in sync with uv.lock"
+	@bash deploy/prereqs.sh
+	@echo "setup: .venv is in sync with uv.lock; Java 17+ and Maven present"
 
 run: setup ## Run the whole system on embedded defaults in the foreground: Kafka, stand-ins, five services
 	@$(UV) run --frozen python -m apev_stack run
