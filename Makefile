@@ -13,7 +13,7 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
 setup: ## Install uv (pip), Java 17+ and Maven (apt) if missing; sync the locked workspace into .venv
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { echo "setup: installing uv with pip"; python3 -m pip install -q uv; }
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { echo "setup: installing uv with pip"; python3 -m pip install -q uv || python3 -m pip install -q --user --break-system-packages uv; }
 	@$(UV) sync --frozen --quiet
 	@bash deploy/prereqs.sh
 	@echo "setup: .venv is in sync with uv.lock; Java 17+ and Maven present"
