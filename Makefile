@@ -21,7 +21,8 @@ setup: ## Install uv (pip), Java 17+ and Maven (apt) if missing; sync the locked
 run: setup ## Run the whole system on embedded defaults in the foreground: Kafka, stand-ins, five services
 	@$(UV) run --frozen python -m apev_stack run
 
-test: setup ## Install and start what the suite needs (PostgreSQL, Kafka jars), then run every test
+test: setup ## Install and start what the suite needs (PostgreSQL, Kafka jars, Chromium), then run every test
+	@bash deploy/chromium.sh >/dev/null
 	@eval "$$(bash deploy/postgres.sh | grep '^APEV_TEST_PG_URL=')" && export APEV_TEST_PG_URL && \
 	  $(UV) run --frozen python -m apev_stack kafka jars && \
 	  $(UV) run --frozen pytest $(PYTEST_ARGS)

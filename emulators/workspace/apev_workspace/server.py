@@ -21,23 +21,45 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from apev_workspace.billing import system_tables as billing_tables
+from apev_workspace.billing import urls as billing_urls
+from apev_workspace.billing.models import Billing
 from apev_workspace.core.exceptions import EndpointNotFound
 from apev_workspace.core.http import error_response
 from apev_workspace.core.store import Store
 from apev_workspace.faults import urls as fault_urls
 from apev_workspace.faults.models import Faults
 from apev_workspace.faults.responses import FaultMiddleware
+from apev_workspace.files import urls as volume_files_urls
+from apev_workspace.files.models import VolumeFiles
 from apev_workspace.identity import urls as identity_urls
 from apev_workspace.identity.models import DEFAULT_ADMIN_USER, Identity
 from apev_workspace.jobs import urls as jobs_urls
-from apev_workspace.jobs.execution import Executor
+from apev_workspace.jobs.execution import RUNNERS, Executor
 from apev_workspace.jobs.models import Jobs
+from apev_workspace.jobs.notebook import run_notebook_task
+from apev_workspace.notifications import urls as notification_urls
+from apev_workspace.notifications.delivery import WebhookSender
+from apev_workspace.notifications.events import Notifier
+from apev_workspace.notifications.models import Destinations
+from apev_workspace.pages import urls as pages_urls
+from apev_workspace.registry import urls as registry_urls
+from apev_workspace.registry.models import Registry
+from apev_workspace.schedules.models import Scheduler
 from apev_workspace.secrets import urls as secrets_urls
 from apev_workspace.secrets.models import Secrets
+from apev_workspace.serving import urls as serving_urls
+from apev_workspace.serving.models import Serving
+from apev_workspace.sql import task as sql_task
+from apev_workspace.sql import urls as sql_urls
+from apev_workspace.sql.models import Sql
+from apev_workspace.unity_catalog import urls as uc_urls
+from apev_workspace.unity_catalog.models import UnityCatalog
 from apev_workspace.workspace_files import urls as files_urls
 from apev_workspace.workspace_files.models import WorkspaceFiles
 
 log = logging.getLogger("apev_workspace")
+RUNNERS["notebook_task"] = run_notebook_task
 
 DEFAULT_ADMIN_TOKEN = "dapi-apev-local-admin"  # noqa: S105 (a documented local default) - documented; used when DATABRICKS_TOKEN is not set
 DEFAULT_WORKSPACE_ID = "1234567890123456"
@@ -62,6 +84,11 @@ class Settings:
     failed_multitask_internal_error: bool = False
     public_url: str | None = None  # what tasks and run_page_url use; defaults to http://host:port
     workspace_id: str = DEFAULT_WORKSPACE_ID
+    webhook_max_attempts: int = 6  # webhook deliveries per event before it is dropped
+    webhook_retry_base_seconds: float = 2.0  # first backoff; doubles each attempt (2, 4, 8, 16, 32 s)
+    serving_transition_seconds: float = 2.0  # least time a serving config update takes
+    serving_idle_seconds: float = 1800.0  # idle time before scale_to_zero_enabled entities scale down
+    serving_cold_start_seconds: float = 0.5  # extra start time of a served entity's worker
 
     @property
     def url(self) -> str:
@@ -101,18 +128,60 @@ class Workspace:
             failed_multitask_internal_error=settings.failed_multitask_internal_error,
         )
         self.faults = Faults()
+        self.uc = UnityCatalog(self.store, self.lock, self.identity, data / "volumes")
+        self.volume_files = VolumeFiles(self.uc)
+        self.sql = Sql(self.store, self.lock, self.uc, data, public_url=lambda: self.settings.url)
+        sql_task.bind(self.executor, self.sql)
+        self.sql.listeners.append(lambda e: self.billing.record_statement(**e))  # SQL usage in system.billing
+        self.notifications = Destinations(self.store, self.lock)
+        self.webhooks = WebhookSender(
+            self.notifications.webhook_target,
+            max_attempts=settings.webhook_max_attempts,
+            retry_base=settings.webhook_retry_base_seconds,
+        )
+        self.notifier = Notifier(self.jobs, self.webhooks, settings.workspace_id, self.lock)
+        self.executor.listeners.append(self.notifier.on_run)
+        self.executor.task_listeners.append(self.notifier.on_task)
+        self.schedules = Scheduler(self.store, self.lock, self.jobs)
+        self.billing = Billing(self.store, workspace_id=settings.workspace_id)
+        self.billing.jobs = self.jobs
+        self.executor.listeners.append(self.billing.on_run_event)
+        self.registry = Registry(self.store, self, data / "registry")
+        self.serving = Serving(
+            self.store,
+            registry=self.registry,
+            billing=self.billing,
+            secrets=self.secrets,
+            identity=self.identity,
+            data_dir=data / "serving",
+            transition_seconds=settings.serving_transition_seconds,
+            idle_seconds=settings.serving_idle_seconds,
+            cold_start_seconds=settings.serving_cold_start_seconds,
+        )
         self._started = False
 
     def start(self) -> None:
         if not self._started:
             self.executor.recover()
+            self.sql.warehouses.ensure_default(self.identity.admin_principal())
             self.executor.start()
+            self.webhooks.start()
+            self.notifier.start()
+            self.schedules.start()
+            self.registry.start()
+            self.serving.start()
+            billing_tables.register(self)  # system.billing.* through the SQL engine, when there is one
             self._started = True
 
     def close(self) -> None:
         if self._started:
+            self.schedules.shutdown()
             self.executor.shutdown()
+            self.notifier.shutdown()
+            self.webhooks.shutdown()
+            self.serving.close()
             self._started = False
+        self.sql.close()
         self.store.close()
         self._lock_file.close()
 
@@ -145,6 +214,14 @@ def build_app(workspace: Workspace) -> FaultMiddleware:
         *files_urls.routes(),
         *jobs_urls.routes(),
         *fault_urls.routes(),
+        *notification_urls.routes(),
+        *pages_urls.routes(),
+        *registry_urls.routes(),
+        *serving_urls.routes(),
+        *billing_urls.routes(),
+        *uc_urls.routes(),
+        *volume_files_urls.routes(),
+        *sql_urls.routes(),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
     app = Starlette(routes=routes)

@@ -312,9 +312,9 @@ def test_task_imports_sibling_workspace_modules_and_setup_failures_are_clear(w: 
     failed = wait_run(w, w.jobs.run_now(missing.job_id).run_id)
     assert failed.state.result_state == jobs.RunResultState.FAILED
     assert "Cannot read python_file /Shared/pkg/nope.py" in failed.state.state_message
-    notebook = w.jobs.create(name="nb", tasks=[jobs.Task(task_key="n", notebook_task=jobs.NotebookTask("/x"))])
-    failed = wait_run(w, w.jobs.run_now(notebook.job_id).run_id)
-    assert "notebook_task is not supported by the local workspace" in failed.state.state_message
+    unsupported = w.jobs.create(name="rj", tasks=[jobs.Task(task_key="n", run_job_task=jobs.RunJobTask(job_id=1))])
+    failed = wait_run(w, w.jobs.run_now(unsupported.job_id).run_id)
+    assert "run_job_task is not supported by the local workspace" in failed.state.state_message
     bad_ref = w.jobs.create(name="ref", tasks=[py_task("t", main, "{{job.parameters.undeclared}}")])
     failed = wait_run(w, w.jobs.run_now(bad_ref.job_id).run_id)
     assert "Invalid dynamic value reference" in failed.state.state_message

@@ -160,6 +160,7 @@ def run_spark_python_task(ex: Executor, run: dict[str, Any], task: dict[str, Any
 
 RUNNERS: dict[str, Runner] = {"spark_python_task": run_spark_python_task}
 RunListener = Callable[[str, dict[str, Any]], None]
+TaskListener = Callable[[str, dict[str, Any], dict[str, Any]], None]
 
 
 class Executor:
@@ -184,6 +185,8 @@ class Executor:
         self.failed_multitask_internal_error = failed_multitask_internal_error
         self.handles: dict[int, Handle] = {}
         self.listeners: list[RunListener] = []  # called under the lock with ("run.started"|"run.finished", run)
+        # called under the lock with ("task.started"|"task.finished", run, task attempt): notifications
+        self.task_listeners: list[TaskListener] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -289,6 +292,7 @@ class Executor:
         task["end_time"] = now
         task["error"], task["error_trace"] = outcome.error, outcome.error_trace
         states.set_state(task, "TERMINATED", outcome.result, outcome.message)
+        self._emit_task("task.finished", run, task)
         spec = task["spec"]
         retries = spec.get("max_retries", 0) or 0
         retryable = outcome.result == "FAILED" or (outcome.result == "TIMEDOUT" and spec.get("retry_on_timeout"))
@@ -433,6 +437,7 @@ class Executor:
         task.pop("ready", None)
         task["start_time"] = now
         states.set_state(task, "RUNNING")
+        self._emit_task("task.started", run, task)
         kind = next(t for t in TASK_TYPES if task["spec"].get(t) is not None)
         runner = RUNNERS.get(kind)
         try:
@@ -461,6 +466,8 @@ class Executor:
             task.pop("ready", None)
             if not task["start_time"]:
                 task["start_time"] = now
+            if was_running:
+                self._emit_task("task.finished", run, task)
         states.set_state(run, "TERMINATED", result, message)
         run.pop("queue_reason", None)
         run["end_time"] = now
@@ -503,7 +510,24 @@ class Executor:
             except Exception:
                 log.exception("run listener failed for %s", event)
 
+    def _emit_task(self, event: str, run: dict[str, Any], task: dict[str, Any]) -> None:
+        for listener in self.task_listeners:
+            try:
+                listener(event, run, task)
+            except Exception:
+                log.exception("task listener failed for %s", event)
+
     def output_of(self, task: dict[str, Any]) -> tuple[str, bool]:
         path = self.runs_dir / str(task["run_id"]) / "stdout"
         size = path.stat().st_size if path.exists() else 0
         return tail(path), size > LOG_LIMIT
+
+
+def run_sql_task(ex: Executor, run: dict[str, Any], task: dict[str, Any]) -> Handle:
+    """`sql_task` on the local SQL engine (imported here lazily: the SQL area imports this module)."""
+    from apev_workspace.sql.task import run_sql_task as runner
+
+    return runner(ex, run, task)
+
+
+RUNNERS["sql_task"] = run_sql_task

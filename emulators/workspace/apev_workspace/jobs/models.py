@@ -23,6 +23,8 @@ from apev_workspace.jobs.exceptions import (
     PermissionDenied,
     RunNotFound,
 )
+from apev_workspace.notifications.validation import validate_notifications
+from apev_workspace.schedules.validation import validate_schedule
 
 if TYPE_CHECKING:
     from apev_workspace.jobs.execution import Executor
@@ -130,6 +132,8 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
         raise InvalidParameterValue("Job parameter names must be unique")
     if len(settings.get("tags") or {}) > 25:
         raise InvalidParameterValue("A job can have at most 25 tags")
+    validate_schedule(settings)
+    validate_notifications(settings)
     return settings
 
 

@@ -336,4 +336,6 @@ def get_output(call: Call) -> dict[str, Any]:
         out["error"] = task["error"]
     if task.get("error_trace"):
         out["error_trace"] = task["error_trace"]
+    if "notebook_task" in task["spec"]:
+        out["notebook_output"] = task.get("notebook_output") or {}
     return out

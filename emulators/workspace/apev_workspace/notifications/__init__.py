@@ -1,0 +1,1 @@
+"""Notification destinations and job webhook notifications (see README, "Notifications")."""

@@ -1,0 +1,1 @@
+"""Unity Catalog registered models and model versions, and the MLflow Unity Catalog registry path."""

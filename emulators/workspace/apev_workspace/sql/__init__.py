@@ -1,0 +1,1 @@
+"""SQL warehouses, the Statement Execution API and the DuckDB engine behind them."""
