@@ -131,6 +131,7 @@ class Workspace:
         self.uc = UnityCatalog(self.store, self.lock, self.identity, data / "volumes")
         self.volume_files = VolumeFiles(self.uc)
         self.sql = Sql(self.store, self.lock, self.uc, data, public_url=lambda: self.settings.url)
+        self.uc.system_exists = self.sql.system_tables.exists
         sql_task.bind(self.executor, self.sql)
         self.sql.listeners.append(lambda e: self.billing.record_statement(**e))  # SQL usage in system.billing
         self.notifications = Destinations(self.store, self.lock)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.service import catalog
 from databricks.sdk.service.serving import EndpointCoreConfigInput, EndpointTag, ServedEntityInput
 from databricks.sdk.service.sql import StatementParameterListItem
 
@@ -209,4 +210,29 @@ def test_sql_acceptance_through_statement_execution(ws: RunningWorkspace, w: Wor
     token = w.token_management.create_obo_token(application_id=sp.application_id, lifetime_seconds=600).token_value
     refused = ws.client(token=token).statement_execution.execute_statement(per_tenant, warehouse_id, wait_timeout="30s")
     assert refused.status.state.value == "FAILED"  # system.billing without a grant
-    assert "SELECT" in (refused.status.error.message or "")
+    assert "PERMISSION_DENIED" in (refused.status.error.message or "")
+    assert "system.billing" in (refused.status.error.message or "")
+
+    # Granted USE_SCHEMA on system.billing and SELECT on its usage table, the principal reads it; revoked, it can't.
+    grants = [
+        (catalog.SecurableType.SCHEMA, "system.billing", "USE_SCHEMA"),
+        (catalog.SecurableType.TABLE, "system.billing.usage", "SELECT"),
+    ]
+    for securable, name, privilege in grants:
+        w.grants.update(
+            securable.value,
+            name,
+            changes=[catalog.PermissionsChange(principal=sp.application_id, add=[catalog.Privilege(privilege)])],
+        )
+    reader = ws.client(token=token)
+    allowed = reader.statement_execution.execute_statement(per_tenant, warehouse_id, wait_timeout="30s")
+    assert allowed.status.state.value == "SUCCEEDED", allowed.status.error
+    assert {r[0] for r in allowed.result.data_array or []} >= {"t1"}
+    w.grants.update(
+        catalog.SecurableType.TABLE.value,
+        "system.billing.usage",
+        changes=[catalog.PermissionsChange(principal=sp.application_id, remove=[catalog.Privilege("SELECT")])],
+    )
+    again = reader.statement_execution.execute_statement(per_tenant, warehouse_id, wait_timeout="30s")
+    assert again.status.state.value == "FAILED"
+    assert "SELECT on Table 'system.billing.usage'" in (again.status.error.message or "")

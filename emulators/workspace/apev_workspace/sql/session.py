@@ -298,8 +298,11 @@ class Session:
             if ref.catalog == SYSTEM:
                 if ref.write:
                     raise insufficient("The system catalog is read-only.")
-                if not self.who.is_admin:
-                    raise insufficient(f"User {self.who.name} does not have SELECT on Table '{ref.full_name}'.")
+                # Admins read system tables; others need USE_SCHEMA and SELECT granted on them (or their schema).
+                try:
+                    self.uc.authorize(self.who, "TABLE", ref.full_name, "SELECT")
+                except PermissionDenied as exc:
+                    raise insufficient(str(exc)) from None
                 continue
             if ref is analysis.created:
                 if f"{ref.catalog}.{ref.schema}" not in self.uc.schemas:

@@ -59,6 +59,18 @@ class SystemTables:
         with self._lock:
             return self._tables.get(name.lower())
 
+    def exists(self, kind: str, full_name: str) -> bool:
+        """Whether `system[.schema[.table]]` names a registered table or its schema (for Unity Catalog grants)."""
+        parts = full_name.lower().split(".")
+        if parts[0] != "system" or kind not in ("CATALOG", "SCHEMA", "TABLE"):
+            return False
+        names = self.names()
+        if kind == "CATALOG":
+            return len(parts) == 1
+        if kind == "SCHEMA":
+            return len(parts) == 2 and any(n.split(".")[0] == parts[1] for n in names)
+        return len(parts) == 3 and ".".join(parts[1:]) in names
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._tables)

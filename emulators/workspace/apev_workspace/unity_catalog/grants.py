@@ -77,6 +77,8 @@ class Grants:
     def holds(self, who: Principal, kind: str, full_name: str, privilege: str) -> bool:
         if who.is_admin:
             return True
+        if (kind, full_name, privilege) == ("CATALOG", "system", "USE_CATALOG"):
+            return True  # as in Databricks, every user may use the system catalog; its schemas need grants
         with self._lock:
             for level_kind, level_name in self.chain(kind, full_name):
                 if self._owner_of(level_kind, level_name) in who.acl_names:
@@ -133,6 +135,10 @@ class Grants:
                 f"Unsupported securable type {securable_type}: the local workspace grants on catalog, schema, "
                 "table and volume"
             )
+        if full_name.split(".")[0] == "system":
+            if kind == "VOLUME" or not self.system_exists(kind, full_name):  # type: ignore[attr-defined]
+                raise ResourceDoesNotExist(f"{kind.capitalize()} '{full_name}' does not exist.")
+            return kind, full_name
         store = {"CATALOG": self.catalogs, "SCHEMA": self.schemas, "TABLE": self.tables, "VOLUME": self.volumes}
         if kind == "TABLE" and full_name not in self.tables:
             self._sync_tables(full_name.split(".")[0])

@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,6 +71,9 @@ class UnityCatalog(Grants):
         self.tables: dict[str, dict[str, Any]] = store.load("uc_table")  # owner and properties; columns: engine
         self.grants: dict[str, dict[str, list[str]]] = store.load("uc_grant")  # "TYPE:full name" -> principal -> privs
         self.engine: TableSource | None = None
+        # Whether a securable of the reserved `system` catalog exists (kind, full name): wired by the workspace to
+        # the SQL engine's system tables, so grants on `system.billing` can be given and checked.
+        self.system_exists: Callable[[str, str], bool] = lambda kind, name: kind == "CATALOG" and name == "system"
 
     # ------------------------------------------------------------------ privileges
     # ------------------------------------------------------------------ catalogs
