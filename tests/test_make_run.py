@@ -58,6 +58,8 @@ def test_supervisor_runs_everything_and_stops_cleanly(kafka_bootstrap: str, tmp_
             assert body["status"] == "ready", (service, body)
             if service != "writeback":
                 assert body["checks"]["databricks"].startswith("ok"), (service, body)  # talks to the local workspace
+            if service in ("ingest", "writeback"):
+                assert body["checks"]["mcp"].startswith("ok"), (service, body)  # and to the MCP simulator
         assert (tmp_path / "run" / "supervisor.pid").read_text() == str(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)

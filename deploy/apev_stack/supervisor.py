@@ -85,6 +85,8 @@ def plan(bootstrap: str, data: Path) -> tuple[list[Child], list[Child]]:
         }
         if name != "writeback":
             env |= {"DATABRICKS_HOST": f"http://127.0.0.1:{ws}", "DATABRICKS_TOKEN": LOCAL_DATABRICKS_TOKEN}
+        if name in ("ingest", "writeback"):  # the services that talk to the MCP server
+            env |= {"MCP_BASE_URL": f"http://127.0.0.1:{mcp}", "MCP_API_KEY": LOCAL_MCP_KEY}
         services.append(Child(name, [py, "-m", f"apev_{name}"], f"http://127.0.0.1:{port}/readyz", env))
     return stand_ins, services
 

@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from apev_runtime import outbox
+from apev_runtime.auth import JwtVerifier
 from apev_runtime.broker import make_broker
 from apev_runtime.databricks import DatabricksClients
 from apev_runtime.db import migrate
@@ -87,6 +88,8 @@ class Runtime:
     migrations: Sequence[Path] = ()
     checks: dict[str, Check] = field(default_factory=dict)
     databricks: DatabricksClients | None = None
+    jwt: JwtVerifier | None = None
+    """Verifier for the service's API endpoints (`auth.requires(runtime.jwt, roles=...)`), from settings."""
     background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
@@ -132,6 +135,7 @@ def build_runtime(
         registry=registry,
         migrations=migrations,
     )
+    runtime.jwt = settings.jwt_verifier()
     runtime.checks["database"] = db.ping
     runtime.checks["broker"] = _broker_check(broker)
     runtime.background.append(_pruner(runtime))

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from apev_runtime.auth import JwtVerifier
+
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
@@ -76,12 +78,25 @@ class ServiceSettings(BaseSettings):
     databricks_token: SecretStr | None = Field(None, validation_alias=_env("DATABRICKS_TOKEN"))
     databricks_threads: int = 8
 
-    jwt_issuer: str = "agentprovision"
-    jwt_audience: str = "apev"
-    jwt_secret: SecretStr | None = None
-    """HS256 key for the services' APIs; `jwt_jwks_url` or `jwt_public_key` for RS256 in production."""
-    jwt_public_key: str | None = None
-    jwt_jwks_url: str | None = None
+    # Every service verifies the same issuer's tokens, so these are shared (unprefixed) settings.
+    jwt_issuer: str = Field("agentprovision", validation_alias=_env("APEV_JWT_ISSUER"))
+    jwt_audience: str = Field("apev", validation_alias=_env("APEV_JWT_AUDIENCE"))
+    jwt_secret: SecretStr | None = Field(None, validation_alias=_env("APEV_JWT_SECRET"))
+    """HS256 key (development, tests). Production: `APEV_JWT_PUBLIC_KEY` (PEM) or `APEV_JWT_JWKS_URL` (RS256)."""
+    jwt_public_key: str | None = Field(None, validation_alias=_env("APEV_JWT_PUBLIC_KEY"))
+    jwt_jwks_url: str | None = Field(None, validation_alias=_env("APEV_JWT_JWKS_URL"))
+
+    def jwt_verifier(self) -> JwtVerifier | None:
+        """The verifier for the service's API, or None when no key is configured (the API then refuses all)."""
+        if not (self.jwt_secret or self.jwt_public_key or self.jwt_jwks_url):
+            return None
+        return JwtVerifier(
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            secret=self.jwt_secret.get_secret_value() if self.jwt_secret else None,
+            public_key=self.jwt_public_key,
+            jwks_url=self.jwt_jwks_url,
+        )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

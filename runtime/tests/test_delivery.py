@@ -11,8 +11,7 @@ from apev_contracts.envelope import encode
 from apev_runtime.delivery import dlq
 from apev_runtime.delivery.tools import Filter, replay
 from apev_runtime.errors import PermanentError, TransientError
-
-from .delivery_harness import Harness, job_event, wait_for
+from apev_runtime.testing import Harness, job_event, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,13 +17,14 @@ from faststream import BaseMiddleware
 from typer.testing import CliRunner
 
 from apev_contracts import JobRequested
-from apev_contracts.envelope import CloudEvent, encode, new_event
+from apev_contracts.envelope import CloudEvent, encode
+from apev_contracts.ids import caused_event_id
 from apev_runtime.app import BrokerProducer
 from apev_runtime.cli import app as cli
+from apev_runtime.events import follow_up
 from apev_runtime.http import CircuitOpenError
 from apev_runtime.outbox import OutboxRelay
-
-from .delivery_harness import Harness, job_event, wait_for
+from apev_runtime.testing import Harness, job_event, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -86,15 +88,14 @@ async def test_open_circuit_pauses_instead_of_dead_lettering(harness: Harness) -
 
 
 async def test_trace_context_flows_from_consumed_to_published_event(harness: Harness) -> None:
-    def follow_up(event: CloudEvent[Any]) -> CloudEvent[Any]:
+    def caused(event: CloudEvent[Any]) -> CloudEvent[Any]:
         data = JobRequested(tenant_id=event.tenantid, kind="adhoc", key="follow-up", action={"type": "run"})  # type: ignore[arg-type]
-        return new_event(
-            data, tenant_id=event.tenantid, source="tests", correlation_id=event.correlationid, id=f"{event.id}-next"
-        )
+        return follow_up(event, data, source="tests", parts=("follow-up",))
 
-    harness.follow_up = follow_up
+    harness.follow_up = caused
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    event = job_event()
+    event = job_event(correlation_id=f"chain-{uuid.uuid4().hex[:8]}")
+    expected_id = caused_event_id("job.requested", event.id, "follow-up")
     record = encode(event, traceparent=f"00-{trace_id}-00f067aa0ba902b7-01")
     await harness.producer.send_and_wait(harness.topic, record.value, key=record.key, headers=record.headers)
     await wait_for(lambda: _effects(harness, event.id), what="the traced event")
@@ -112,14 +113,15 @@ async def test_trace_context_flows_from_consumed_to_published_event(harness: Har
         while found is None and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for r in records:
-                    if json.loads(r.value)["id"] == f"{event.id}-next":
+                    if json.loads(r.value)["id"] == expected_id:
                         found = {"headers": dict(r.headers), "doc": json.loads(r.value)}
     finally:
         await consumer.stop()
     assert found is not None
     traceparent = found["headers"]["traceparent"].decode()
     assert traceparent.split("-")[1] == trace_id  # same trace, new span
-    assert found["doc"]["correlationid"] == event.correlationid
+    assert found["doc"]["correlationid"] == event.correlationid != event.id  # the chain's id, not the cause's
+    assert found["doc"]["tenantid"] == event.tenantid
 
 
 async def test_dlq_commands_list_and_replay_dry_run(harness: Harness) -> None:

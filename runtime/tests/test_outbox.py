@@ -19,9 +19,8 @@ from apev_runtime import outbox
 from apev_runtime.db import migrate
 from apev_runtime.db.engine import Database, create_database
 from apev_runtime.db.tables import outbox as outbox_table
+from apev_runtime.testing import job_event
 from apev_stack.kafka import create_topics
-
-from .delivery_harness import job_event
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

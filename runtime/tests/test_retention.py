@@ -13,8 +13,7 @@ from apev_runtime.db.engine import create_database
 from apev_runtime.db.tables import inbox as inbox_table
 from apev_runtime.db.tables import outbox as outbox_table
 from apev_runtime.delivery import inbox
-
-from .delivery_harness import job_event
+from apev_runtime.testing import job_event
 
 pytestmark = [pytest.mark.postgres]
 

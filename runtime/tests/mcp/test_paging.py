@@ -12,15 +12,18 @@ async def register(tenant, integration_type: str = "dentalintel") -> str:
     return reg.integration_id
 
 
-async def test_paging_10000_records_returns_each_exactly_once(tenant) -> None:
+async def test_paging_10000_records_returns_each_exactly_once(tenant, mcp_sim) -> None:
     integration_id = await register(tenant)
     ids: Counter[str] = Counter()
     pages = 0
     async for page in tenant.client.iter_pages(integration_id, "production_kpis", limit=1000):
         pages += 1
         ids.update(r["kpi_id"] for r in page.records)
-    assert sum(ids.values()) >= 10_000
-    assert max(ids.values()) == 1
+    config = mcp_sim.backend.config
+    expected = config.locations * config.days  # one production KPI row per location and day
+    assert expected >= 10_000
+    assert sum(ids.values()) == expected  # none missing
+    assert max(ids.values()) == 1  # none twice
     assert pages == -(-sum(ids.values()) // 1000)
 
 

@@ -1,4 +1,10 @@
-"""A real-broker, real-database harness for delivery tests: one isolated topic prefix, schema and group each."""
+"""Testing kit for code built on the runtime: a real-broker, real-database harness for delivery tests.
+
+`Harness(bootstrap, pg_url)` gives one isolated topic prefix, database schema and consumer group, a broker
+made by `make_broker` with a `job.requested` handler whose behaviour a test steers (failures to raise, delays,
+a follow-up event through the outbox), and helpers to send events and read effects and dead letters.
+Services' tests use the same kit for their own handlers on the real broker.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 
 from apev_contracts import JobRequested
@@ -23,7 +30,6 @@ from apev_runtime.delivery.middleware import Tx
 from apev_runtime.delivery.tools import DlqMessage, read_dlq
 from apev_runtime.settings import DeliverySettings, ServiceSettings
 from apev_runtime.tracing import current_traceparent, setup_tracing
-from apev_stack.kafka import create_topics
 
 
 def job_event(tenant: str = "acme", key: str | None = None, **over: Any) -> CloudEvent[Any]:
@@ -31,9 +37,21 @@ def job_event(tenant: str = "acme", key: str | None = None, **over: Any) -> Clou
         tenant_id=tenant,
         kind="adhoc",
         key=key or uuid.uuid4().hex[:12],
-        action={"type": "run"},  # type: ignore[arg-type]
+        action={"type": "run"},
     )
     return new_event(data, tenant_id=tenant, source="tests/delivery", **over)
+
+
+async def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    """Create topics that do not exist yet (the kit does not depend on the local stack launcher)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        missing = [t for t in topics if t not in set(await admin.list_topics())]
+        if missing:
+            await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
+    finally:
+        await admin.close()
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "condition") -> None:
