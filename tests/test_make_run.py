@@ -1,4 +1,4 @@
-"""`make run`'s supervisor brings the whole system up on embedded defaults and takes it down on SIGTERM."""
+"""`make run`'s supervisor brings the whole system up on embedded defaults; `make stop` takes it all down."""
 
 from __future__ import annotations
 
@@ -62,7 +62,17 @@ def test_supervisor_runs_everything_and_stops_cleanly(kafka_bootstrap: str, tmp_
                 assert body["checks"]["mcp"].startswith("ok"), (service, body)  # and to the MCP simulator
         assert (tmp_path / "run" / "supervisor.pid").read_text() == str(proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
+        # What `make stop` runs, from another process: it finds the supervisor by its pid file.
+        stop = subprocess.run(
+            [sys.executable, "-m", "apev_stack", "stop"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+            check=False,
+        )
+        if proc.poll() is None and stop.returncode != 0:
+            proc.send_signal(signal.SIGTERM)
         try:
             rest, _ = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
@@ -70,6 +80,7 @@ def test_supervisor_runs_everything_and_stops_cleanly(kafka_bootstrap: str, tmp_
             rest, _ = proc.communicate()
         lines.append(rest or "")
     output = "".join(lines)
+    assert stop.returncode == 0 and f"stopping pid {proc.pid}" in stop.stdout, stop.stdout + stop.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "stopping services, then stand-ins" in output
     for port in [*ports.values(), *service_ports.values()]:
