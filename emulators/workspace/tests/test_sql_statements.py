@@ -83,6 +83,7 @@ def test_failed_statement_is_databricks_shaped(w: WorkspaceClient, tenant: str) 
     assert response.manifest is None and response.result is None
     untranslatable = _run(w, "SELECT * FROM acme.bronze.t VERSION AS OF 3")
     assert untranslatable.status.state == S.FAILED
+    assert untranslatable.status.error.message.startswith("[UNSUPPORTED_FEATURE] Time travel (VERSION AS OF")
     optimize = _run(w, "CREATE FUNCTION acme.bronze.f(x INT) RETURNS INT RETURN x + 1")
     assert optimize.status.state == S.FAILED and "not supported" in optimize.status.error.message
     with pytest.raises((BadRequest, InvalidParameterValue)):

@@ -124,6 +124,8 @@ def qualify(tree: exp.Expr, catalog: str | None, schema: str | None) -> Analysis
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     targets = _targets(tree)
     analysis = Analysis()
+    if version := tree.find(exp.Version):  # Delta time travel: DuckDB tables keep no history
+        raise unsupported(f"Time travel ({version.name} {version.text('kind')} ...)")
     for table in list(tree.find_all(exp.Table)):
         if isinstance(table.this, exp.Func):
             # DuckDB's own table functions (read_csv, duckdb_tables, query, ...) would bypass Unity Catalog
