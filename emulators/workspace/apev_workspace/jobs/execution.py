@@ -142,10 +142,21 @@ def run_spark_python_task(ex: Executor, run: dict[str, Any], task: dict[str, Any
     script = sources / (posixpath.basename(obj["path"]) or "task.py")
     script.write_bytes(code)
     env = ex.task_env(run, task, workdir)
+    proc, files = spawn_task_process(
+        ["apev_workspace.jobs.task_entry", str(script), *args], cwd=sources, env=env, workdir=workdir, task=task
+    )
+    return ProcessHandle(proc, workdir, files)
+
+
+def spawn_task_process(
+    module_argv: list[str], *, cwd: Path, env: dict[str, str], workdir: Path, task: dict[str, Any]
+) -> tuple[subprocess.Popen[bytes], list[IO[bytes]]]:
+    """`python -m <module_argv>` in its own session (so cancel kills the whole tree), output to the task's
+    stdout/stderr files; the pid and its start time are recorded on the task so a restart can find it."""
     stdout, stderr = (workdir / "stdout").open("wb"), (workdir / "stderr").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "apev_workspace.jobs.task_entry", str(script), *args],
-        cwd=sources,
+        [sys.executable, "-m", *module_argv],
+        cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=stdout,
@@ -155,7 +166,7 @@ def run_spark_python_task(ex: Executor, run: dict[str, Any], task: dict[str, Any
     task["pid"] = proc.pid
     with contextlib.suppress(psutil.Error):
         task["pid_create_time"] = psutil.Process(proc.pid).create_time()
-    return ProcessHandle(proc, workdir, [stdout, stderr])
+    return proc, [stdout, stderr]
 
 
 RUNNERS: dict[str, Runner] = {"spark_python_task": run_spark_python_task}

@@ -7,18 +7,14 @@ given to `dbutils.notebook.exit` becomes the task's `notebook_output` (first 5 M
 
 from __future__ import annotations
 
-import contextlib
 import json
 import posixpath
 import subprocess
-import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import psutil
-
 from apev_workspace.core.exceptions import ApiError
-from apev_workspace.jobs.execution import Handle, Outcome, ProcessHandle, TaskSetupError
+from apev_workspace.jobs.execution import Handle, Outcome, ProcessHandle, TaskSetupError, spawn_task_process
 from apev_workspace.jobs.templating import UnknownReference, context_for, substitute
 
 if TYPE_CHECKING:
@@ -87,17 +83,7 @@ def run_notebook_task(ex: Executor, run: dict[str, Any], task: dict[str, Any]) -
             "APEV_NOTEBOOK_PATH": obj["path"],
         }
     )
-    stdout, stderr = (workdir / "stdout").open("wb"), (workdir / "stderr").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "apev_workspace.jobs.notebook_entry", str(notebook)],
-        cwd=sources,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,
-        stderr=stderr,
-        start_new_session=True,
+    proc, files = spawn_task_process(
+        ["apev_workspace.jobs.notebook_entry", str(notebook)], cwd=sources, env=env, workdir=workdir, task=task
     )
-    task["pid"] = proc.pid
-    with contextlib.suppress(psutil.Error):
-        task["pid_create_time"] = psutil.Process(proc.pid).create_time()
-    return NotebookHandle(proc, workdir, [stdout, stderr], task)
+    return NotebookHandle(proc, workdir, files, task)
