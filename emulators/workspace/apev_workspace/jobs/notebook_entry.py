@@ -14,10 +14,9 @@ import builtins
 import json
 import os
 import sys
-import traceback
 from typing import Any
 
-from apev_workspace.jobs.task_entry import _Secrets, _write_error
+from apev_workspace.jobs.task_entry import _Secrets, run_reporting_errors
 
 HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
@@ -141,22 +140,15 @@ def main() -> None:
         with open(widgets_file, encoding="utf-8") as f:
             widgets = json.load(f)
     builtins.dbutils = NotebookDBUtils(widgets)  # type: ignore[attr-defined]
+    run_reporting_errors(lambda: _run_until_exit(path, name))
+
+
+def _run_until_exit(path: str, name: str) -> None:
     try:
         run(path, name)
     except NotebookExit as done:
         with open(os.environ.get("APEV_NOTEBOOK_EXIT_FILE", "notebook_exit.json"), "w", encoding="utf-8") as f:
             json.dump({"result": done.value}, f)
-    except SystemExit as exc:
-        if exc.code in (None, 0):
-            raise
-        _write_error(f"SystemExit: {exc.code}", traceback.format_exc())
-        raise
-    except BaseException as exc:
-        trace = traceback.format_exc()
-        _write_error(f"{type(exc).__name__}: {exc}", trace)
-        sys.stderr.write(trace)
-        sys.stderr.flush()
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 
@@ -67,8 +68,13 @@ def main() -> None:
     sys.argv = [script, *args]
     sys.path[0] = os.path.dirname(os.path.abspath(script))
     builtins.dbutils = DBUtils()  # type: ignore[attr-defined]
+    run_reporting_errors(lambda: runpy.run_path(script, run_name="__main__"))
+
+
+def run_reporting_errors(body: Callable[[], object]) -> None:
+    """Run the task's code; a failure is written to the error file (for `get-output`) and exits non-zero."""
     try:
-        runpy.run_path(script, run_name="__main__")
+        body()
     except SystemExit as exc:
         if exc.code in (None, 0):
             raise
