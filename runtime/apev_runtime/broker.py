@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
-
 from itertools import chain
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
@@ -196,11 +195,14 @@ def subscriber(
     return Subscription(broker, sub, group_id, outside_calls=outside_calls)
 
 
-def _getmany(sub: BatchSubscriber, max_records: int) -> Callable[[Any], Awaitable[tuple[ConsumerRecord[Any, Any], ...]]]:
+Records = tuple[ConsumerRecord[Any, Any], ...]
+
+
+def _getmany(sub: BatchSubscriber, max_records: int) -> Callable[[Any], Awaitable[Records]]:
     """What is available now, up to `max_records`, waiting only while nothing is (FastStream's batch loop also
     sleeps `batch_timeout_ms` after an empty fetch, which would add that wait to the next event's latency)."""
 
-    async def get_msg(consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
+    async def get_msg(consumer: Any) -> Records:
         fetched = await consumer.getmany(timeout_ms=500, max_records=max_records)
         return tuple(chain(*fetched.values()))
 
