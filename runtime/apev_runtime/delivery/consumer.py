@@ -78,7 +78,9 @@ class _Metrics:
             registry=registry,
         )
         self.batch_seconds = Histogram(
-            "apev_delivery_batch_seconds", "Time per batch (screen, claim, handlers, commit)", ["consumer"],
+            "apev_delivery_batch_seconds",
+            "Time per batch (screen, claim, handlers, commit)",
+            ["consumer"],
             registry=registry,
         )
         self.batch_size = Histogram(
