@@ -109,7 +109,9 @@ def build_ingest_job(spec: IngestJobInput) -> IngestJob:
         TaskSpec(
             task_key="fetch_from_mcp",
             description="Page through MCP since the watermark; NDJSON to the landing volume",
-            python_task=PythonTask(python_file=f"{spec.root}/fetch_from_mcp.py", parameters=[*_args(*PARAMS), *run_args]),
+            python_task=PythonTask(
+                python_file=f"{spec.root}/fetch_from_mcp.py", parameters=[*_args(*PARAMS), *run_args]
+            ),
             timeout_seconds=3600,
             max_retries=spec.fetch_retries,
         ),

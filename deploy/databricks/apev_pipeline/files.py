@@ -41,8 +41,7 @@ def static_files(root: str = DEFAULT_ROOT) -> list[TaskFile]:
     """The files every tenant's job shares."""
     files = [TaskFile(path=f"{root}/{name}", content=_packaged(name), language="PYTHON") for name in PYTHON_TASKS]
     files += [
-        TaskFile(path=f"{root}/gold/{g.file}", content=_packaged(f"gold/{g.file}"), language="SQL")
-        for g in GOLD_TABLES
+        TaskFile(path=f"{root}/gold/{g.file}", content=_packaged(f"gold/{g.file}"), language="SQL") for g in GOLD_TABLES
     ]
     return files
 

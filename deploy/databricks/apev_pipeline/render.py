@@ -89,7 +89,9 @@ CREATE TABLE IF NOT EXISTS {catalog}.silver.{e.name} (
 """)
         for column in sorted(e.pii):
             mask = PII_MASKS[e.columns[column]]
-            out.append(f"ALTER TABLE {catalog}.silver.{e.name} ALTER COLUMN {column} SET MASK {catalog}.silver.{mask};\n")
+            out.append(
+                f"ALTER TABLE {catalog}.silver.{e.name} ALTER COLUMN {column} SET MASK {catalog}.silver.{mask};\n"
+            )
         out.append(f"""
 MERGE INTO {catalog}.silver.{e.name} AS t
 USING (

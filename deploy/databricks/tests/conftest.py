@@ -73,7 +73,9 @@ def rows(w: WorkspaceClient, statement: str) -> list[list[str | None]]:
     return (done.result.data_array or []) if done.result else []
 
 
-def _principal(w: WorkspaceClient, ws: RunningWorkspace, name: str, group: str | None) -> tuple[iam.ServicePrincipal, WorkspaceClient]:
+def _principal(
+    w: WorkspaceClient, ws: RunningWorkspace, name: str, group: str | None
+) -> tuple[iam.ServicePrincipal, WorkspaceClient]:
     sp = w.service_principals.create(display_name=name)
     if group is not None:
         w.groups.create(display_name=group, members=[iam.ComplexValue(value=sp.id)])
@@ -123,7 +125,9 @@ def workspace_acl_read():  # type: ignore[no-untyped-def]
     return AclPermission.READ
 
 
-def deploy(ws: RunningWorkspace, mcp: RunningMcp, tenant: Tenant, datasource_id: str, system: str, entities: list[str]) -> int:
+def deploy(
+    ws: RunningWorkspace, mcp: RunningMcp, tenant: Tenant, datasource_id: str, system: str, entities: list[str]
+) -> int:
     """Register the MCP integration, upload the task files, create the job from the builder's spec."""
     w = ws.client()
     registered = httpx.post(
@@ -212,4 +216,3 @@ def output(w: WorkspaceClient, run: jobs.Run, key: str) -> jobs.RunOutput:
 
 def result(run: jobs.Run) -> str:
     return run.state.result_state.value if run.state and run.state.result_state else "?"
-

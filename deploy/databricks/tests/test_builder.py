@@ -11,7 +11,12 @@ from apev_pipeline import IngestJobInput, build_ingest_job
 
 
 def _build(**over: object):  # type: ignore[no-untyped-def]
-    spec = {"tenant_id": "acme-1", "datasource_id": "ds-adp", "system": "adp", "entities": ["employees", "payroll_runs"]}
+    spec = {
+        "tenant_id": "acme-1",
+        "datasource_id": "ds-adp",
+        "system": "adp",
+        "entities": ["employees", "payroll_runs"],
+    }
     return build_ingest_job(IngestJobInput(**(spec | over)))  # type: ignore[arg-type]
 
 

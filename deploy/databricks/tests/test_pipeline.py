@@ -156,7 +156,9 @@ def test_second_run_merges_changes_and_fetches_only_what_changed(
     _assert_gold_matches(w, mcp, a)  # gold follows silver (payroll changed; labor cost share with it)
 
 
-def test_quality_checks_fail_on_an_empty_page(stack: tuple[RunningWorkspace, RunningMcp], world: dict[str, Any]) -> None:
+def test_quality_checks_fail_on_an_empty_page(
+    stack: tuple[RunningWorkspace, RunningMcp], world: dict[str, Any]
+) -> None:
     ws, mcp = stack
     w = ws.client()
     b: Tenant = world["b"]
@@ -175,7 +177,9 @@ def test_quality_checks_fail_on_an_empty_page(stack: tuple[RunningWorkspace, Run
     assert "monthly_kpis" not in {t.name for t in w.tables.list(catalog_name=b.catalog, schema_name="gold")}
 
 
-def test_quality_checks_fail_on_a_duplicate_key(stack: tuple[RunningWorkspace, RunningMcp], world: dict[str, Any]) -> None:
+def test_quality_checks_fail_on_a_duplicate_key(
+    stack: tuple[RunningWorkspace, RunningMcp], world: dict[str, Any]
+) -> None:
     ws, mcp = stack
     w = ws.client()
     a: Tenant = world["a"]
@@ -233,7 +237,7 @@ def test_tenant_isolation_and_pii(stack: tuple[RunningWorkspace, RunningMcp], wo
 def test_a_bad_mcp_key_fails_fetch_with_mcps_detail_and_loads_nothing(
     stack: tuple[RunningWorkspace, RunningMcp], world: dict[str, Any]
 ) -> None:
-    ws, mcp = stack
+    ws, _ = stack
     w = ws.client()
     b: Tenant = world["b"]
     scope = naming.secret_scope(b.tenant_id)
@@ -250,5 +254,7 @@ def test_a_bad_mcp_key_fails_fetch_with_mcps_detail_and_loads_nothing(
     assert "McpError: MCP answered 403" in error and "Invalid or expired API key" in error, error
     assert task(run, "load_bronze").state.result_state == jobs.RunResultState.UPSTREAM_FAILED
     assert rows(w, f"SELECT count(*) FROM {b.catalog}.bronze.financials") == before
-    landing = [str(f.path) for f in w.files.list_directory_contents(f"/Volumes/{b.catalog}/bronze/landing/ns-1/financials/")]
+    landing = [
+        str(f.path) for f in w.files.list_directory_contents(f"/Volumes/{b.catalog}/bronze/landing/ns-1/financials/")
+    ]
     assert not any(f"run-{run.run_id}-" in p for p in landing)

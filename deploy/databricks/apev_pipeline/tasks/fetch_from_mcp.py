@@ -14,6 +14,7 @@ import argparse
 import io
 import json
 import time
+from typing import Any
 
 import requests
 from databricks.sdk import WorkspaceClient
@@ -26,7 +27,7 @@ class McpError(Exception):
     """MCP refused a request; the message carries MCP's `detail`."""
 
 
-def get_dbutils(w: WorkspaceClient):  # noqa: ANN201 (dbutils has no public type)
+def get_dbutils(w: WorkspaceClient) -> Any:
     # Notebook-style tasks get `dbutils` as a builtin; a plain Python file on Databricks gets it from the SDK.
     return globals().get("dbutils") or w.dbutils
 
@@ -48,14 +49,15 @@ def sql(w: WorkspaceClient, wh: str, statement: str, **params: str) -> list[list
     )
     while done.status and done.status.state in (StatementState.PENDING, StatementState.RUNNING):
         time.sleep(0.5)
-        done = w.statement_execution.get_statement(done.statement_id)
+        done = w.statement_execution.get_statement(str(done.statement_id))
     if done.status is None or done.status.state != StatementState.SUCCEEDED:
         error = done.status.error.message if done.status and done.status.error else "no status"
         raise RuntimeError(f"SQL failed: {error}\n{statement[:300]}")
-    return (done.result.data_array or []) if done.result else []
+    data = done.result.data_array if done.result else None
+    return [list(row) for row in data or []]
 
 
-def mcp_get(session: requests.Session, url: str, params: dict[str, str | int]) -> dict:
+def mcp_get(session: requests.Session, url: str, params: dict[str, str | int]) -> Any:
     for attempt in range(5):
         response = session.get(url, params=params, timeout=60)
         if response.status_code in (429, 503) and attempt < 4:
@@ -81,7 +83,7 @@ def integration_id(session: requests.Session, base: str, system: str, datasource
     raise McpError(f"MCP has no {system} integration for data source {datasource_id} (register it first)")
 
 
-def land(w: WorkspaceClient, folder: str, number: int, records: list[dict]) -> None:
+def land(w: WorkspaceClient, folder: str, number: int, records: list[dict[str, Any]]) -> None:
     body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode("utf-8")
     w.files.upload(f"{folder}part-{number:05d}.json", io.BytesIO(body), overwrite=True)
 
@@ -90,7 +92,7 @@ def clear(w: WorkspaceClient, folder: str) -> None:
     """A retried attempt starts its run folder afresh: no stale page of an earlier attempt is loaded."""
     try:
         existing = list(w.files.list_directory_contents(folder))
-    except Exception:  # noqa: BLE001 (absent folder: nothing to clear)
+    except Exception:
         existing = []
     for item in existing:
         if not item.is_directory:
@@ -120,9 +122,8 @@ def main() -> None:
         " last_run_id STRING, last_run_records BIGINT, fetched_at TIMESTAMP)"
         " COMMENT 'fetch_from_mcp watermarks: the highest MCP UPDATED_AT landed per data source and entity'",
     )
-    marks = dict(
-        sql(w, wh, f"SELECT entity, watermark FROM {args.catalog}.{STATE} WHERE datasource_id = :ds", ds=args.datasource_id)
-    )
+    query = f"SELECT entity, watermark FROM {args.catalog}.{STATE} WHERE datasource_id = :ds"
+    marks = {row[0]: row[1] for row in sql(w, wh, query, ds=args.datasource_id)}
     run_folder = f"run-{args.run_id}-{args.repair_count or 0}"
     for entity in [e for e in args.entities.split(",") if e]:
         folder = f"/Volumes/{args.catalog}/bronze/landing/{args.datasource_id}/{entity}/{run_folder}/"
@@ -135,7 +136,11 @@ def main() -> None:
         newest = since or ""
         cursor = None
         while True:
-            page = mcp_get(session, f"{base}/api/v1/integrations/{source}/data", {**params, **({"cursor": cursor} if cursor else {})})
+            page = mcp_get(
+                session,
+                f"{base}/api/v1/integrations/{source}/data",
+                {**params, **({"cursor": cursor} if cursor else {})},
+            )
             data = page.get("data") or []
             pages += 1
             if data:

@@ -49,14 +49,17 @@ def sql(w: WorkspaceClient, wh: str, statement: str, **params: str) -> list[list
     )
     while done.status and done.status.state in (StatementState.PENDING, StatementState.RUNNING):
         time.sleep(0.5)
-        done = w.statement_execution.get_statement(done.statement_id)
+        done = w.statement_execution.get_statement(str(done.statement_id))
     if done.status is None or done.status.state != StatementState.SUCCEEDED:
         error = done.status.error.message if done.status and done.status.error else "no status"
         raise RuntimeError(f"SQL failed: {error}\n{statement[:300]}")
-    return (done.result.data_array or []) if done.result else []
+    data = done.result.data_array if done.result else None
+    return [list(row) for row in data or []]
 
 
-def check_entity(w: WorkspaceClient, wh: str, catalog: str, ds: str, entity: str, run_id: str, budget: int) -> list[str]:
+def check_entity(
+    w: WorkspaceClient, wh: str, catalog: str, ds: str, entity: str, run_id: str, budget: int
+) -> list[str]:
     key, bronze, silver = KEYS[entity], f"{catalog}.bronze.{entity}", f"{catalog}.silver.{entity}"
     failures: list[str] = []
     state = sql(
@@ -67,26 +70,27 @@ def check_entity(w: WorkspaceClient, wh: str, catalog: str, ds: str, entity: str
         ds=ds,
         entity=entity,
     )
-    fetched_run, fetched, age = (state[0] if state else [None, "0", None])
+    fetched_run, fetched, age = state[0] if state else [None, "0", None]
     fetched_now = int(fetched or 0) if fetched_run == run_id else 0
     silver_rows = int(sql(w, wh, f"SELECT count(*) FROM {silver}")[0][0] or 0)
     folder = f"%/{entity}/run-{run_id}-%"
-    landed = int(
-        sql(w, wh, f"SELECT count(*) FROM {bronze} WHERE _source_file LIKE :folder", folder=folder)[0][0] or 0
-    )
+    landed = int(sql(w, wh, f"SELECT count(*) FROM {bronze} WHERE _source_file LIKE :folder", folder=folder)[0][0] or 0)
     print(f"{entity}: fetched {fetched_now} in run {run_id}, bronze has {landed} of them, silver {silver_rows} rows")
     if silver_rows == 0:
         failures.append(f"row_count: {silver} has 0 rows (fetched {fetched_now} records in run {run_id})")
     if landed != fetched_now:
         failures.append(f"row_count: run {run_id} fetched {fetched_now} {entity} records but {landed} reached {bronze}")
     nulls = int(
-        sql(w, wh, f"SELECT count(*) FROM {bronze} WHERE _run_id = :run AND {key.upper()} IS NULL", run=run_id)[0][0] or 0
+        sql(w, wh, f"SELECT count(*) FROM {bronze} WHERE _run_id = :run AND {key.upper()} IS NULL", run=run_id)[0][0]
+        or 0
     )
     if nulls:
         failures.append(f"null_keys: {nulls} row(s) of {bronze} in run {run_id} have no {key}")
     silver_dupes = sql(w, wh, f"SELECT {key}, count(*) FROM {silver} GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5")
     if silver_dupes:
-        failures.append(f"duplicate_keys: {silver} has {key} more than once: {', '.join(str(r[0]) for r in silver_dupes)}")
+        failures.append(
+            f"duplicate_keys: {silver} has {key} more than once: {', '.join(str(r[0]) for r in silver_dupes)}"
+        )
     delivered_twice = sql(
         w,
         wh,
@@ -101,7 +105,9 @@ def check_entity(w: WorkspaceClient, wh: str, catalog: str, ds: str, entity: str
             f" in run {run_id} ({sample})"
         )
     if age is None or int(age) > budget:
-        failures.append(f"freshness: {entity} last fetched {age if age is not None else 'never'} min ago, budget {budget} min")
+        failures.append(
+            f"freshness: {entity} last fetched {age if age is not None else 'never'} min ago, budget {budget} min"
+        )
     return failures
 
 

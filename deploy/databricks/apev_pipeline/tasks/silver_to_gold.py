@@ -32,7 +32,7 @@ def run(w: WorkspaceClient, wh: str, catalog: str, statement: str) -> None:
     )
     while done.status and done.status.state in (StatementState.PENDING, StatementState.RUNNING):
         time.sleep(0.5)
-        done = w.statement_execution.get_statement(done.statement_id)
+        done = w.statement_execution.get_statement(str(done.statement_id))
     if done.status is None or done.status.state != StatementState.SUCCEEDED:
         error = done.status.error.message if done.status and done.status.error else "no status"
         raise RuntimeError(f"SQL failed: {error}\n{statement[:300]}")
