@@ -150,11 +150,22 @@ def job_settings(
         tags=tags_for(request),
         timeout_seconds=spec.timeout_seconds or None,
         max_concurrent_runs=spec.max_concurrent_runs,
-        queue=dbx.QueueSettings(enabled=True),
+        queue=dbx.QueueSettings(enabled=queue_enabled(spec)),
         schedule=schedule,
         run_as=run_as,
         webhook_notifications=merge_hooks(destination_id, user_hooks(spec), hooks_of(existing)),
     )
+
+
+def queue_enabled(spec: JobSpec) -> bool:
+    """Jobs queue by default (as 2.2 jobs do); a spec may say `"queue": {"enabled": false}` (kept as an extra
+    field), and then a run over `max_concurrent_runs` is SKIPPED."""
+    queue = (spec.model_extra or {}).get("queue")
+    if queue is None:
+        return True
+    if not isinstance(queue, Mapping) or not isinstance(queue.get("enabled"), bool):
+        raise PermanentError('job.queue must be {"enabled": true|false}')
+    return bool(queue["enabled"])
 
 
 def needs_warehouse(spec: JobSpec) -> bool:
