@@ -386,7 +386,32 @@ class JobsService:
         run_id = str(run["run_id"])
         if event_type not in ("jobs.on_success", "jobs.on_failure"):
             return "ignored"  # on_start: nothing to fetch; completion is what counts
-        return await self.complete(run_id, via="webhook")
+        # Answer at once (Databricks' sender waits for us, one event after another) and fetch the run in the
+        # background; the mark tells the reconciler a webhook is being handled. A completion lost with this
+        # process is the reconciler's once the mark is older than `notified_grace`.
+        async with self.db.transaction() as tx:
+            marked = await tx.execute(
+                update(tables.runs)
+                .where(tables.runs.c.run_id == run_id, tables.runs.c.active.is_(True))
+                .values(notified_at=_now())
+            )
+            if not marked.rowcount:
+                known = (await tx.execute(select(tables.runs.c.run_id).where(tables.runs.c.run_id == run_id))).first()
+                if known is not None:
+                    return "already_published"
+        task = asyncio.create_task(self._complete_quietly(run_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return "accepted"
+
+    async def _complete_quietly(self, run_id: str) -> None:
+        try:
+            await self.complete(run_id, via="webhook")
+        except Exception:
+            log.warning("webhook_completion_failed", run_id=run_id, exc_info=True)  # the reconciler follows up
+
+    def notified_grace(self) -> timedelta:
+        return timedelta(seconds=max(10.0, 3 * self.settings.reconcile_interval_seconds))
 
     async def complete(self, run_id: str, *, via: str) -> str:
         """Fetch the run; if it is terminal, queue `run.finished` once per (run, repair attempt)."""
@@ -551,6 +576,9 @@ class JobsService:
                         await self._time_out(row.run_id)
                         counts["timed_out"] += 1
                     continue
+                notified = _aware(row.notified_at)
+                if notified is not None and now - notified < self.notified_grace():
+                    continue  # its webhook is being handled
                 if row.run_id not in self._missing_once:
                     still_missing.add(row.run_id)
                     continue
@@ -601,6 +629,11 @@ class JobsService:
         """The HTTP API's request: known at once (state `accepted`), published through the outbox."""
         await self._insert_request(tx, event.id, event.data, state="accepted")
         await outbox.add(tx, event, traceparent=current_traceparent())
+
+    async def drain(self) -> None:
+        """Wait for background completions (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
 
 def _value(enum: Any) -> str | None:

@@ -58,6 +58,7 @@ runs = Table(
     Column("auto_repaired", Boolean, nullable=False, server_default=false()),
     Column("deadline", DateTime(timezone=True), nullable=True),  # the service's own timeout
     Column("timed_out", Boolean, nullable=False, server_default=false()),
+    Column("notified_at", DateTime(timezone=True), nullable=True),  # a completion webhook arrived
     Column("life_cycle_state", String(64), nullable=True),
     Column("result_state", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -175,7 +175,7 @@ def jobs_settings(ws: RunningWorkspace, bootstrap: str, pg_url: str, prefix: str
         "public_url": f"http://127.0.0.1:{port}",
         "databricks_host": ws.host,
         "databricks_token": ws.admin_token,
-        "jwt_secret": JWT_SECRET,
+        "APEV_JWT_SECRET": JWT_SECRET,  # its validation alias: the field name is not accepted
         "webhook_password": HOOK_PASSWORD,
         "reconcile_interval_seconds": 1.0,
         "timeout_grace_seconds": 0.0,

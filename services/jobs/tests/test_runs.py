@@ -188,6 +188,6 @@ async def test_two_replicas_publish_once(stack: Stack) -> None:
         results = [a.json()["result"] for a in answers[:6]]
         assert all(a.status_code == 200 for a in answers[:6])
         assert results.count("published") <= 1, results
-        (done,) = await stack.wait_finished(run_id)
+        await stack.wait_finished(run_id)
         await asyncio.sleep(2.5)
         assert len(stack.finished_for(run_id)) == 1

@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("auto_repaired", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("deadline", sa.DateTime(timezone=True), nullable=True),
         sa.Column("timed_out", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("notified_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("life_cycle_state", sa.String(64), nullable=True),
         sa.Column("result_state", sa.String(64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
