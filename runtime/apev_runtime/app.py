@@ -131,6 +131,7 @@ def build_runtime(
             db,
             BrokerProducer(broker, settings.kafka_topic_prefix),
             in_doubt_check=KafkaInDoubtCheck(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix),
+            registry=registry,
         ),
         registry=registry,
         migrations=migrations,
@@ -234,6 +235,7 @@ def build_app(runtime: Runtime, *, routes: Sequence[BaseRoute] = ()) -> Starlett
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await runtime.relay.publish_pending()
+            await runtime.relay.close()
             await runtime.broker.stop()
             if runtime.databricks is not None:
                 runtime.databricks.close()

@@ -1,28 +1,37 @@
-"""The Kafka broker every service uses: idempotent producer, contract decoding, the delivery middleware.
+"""The Kafka broker every service uses: idempotent producer, batched at-least-once consumption, the DLQ.
 
     broker = make_broker(settings, db=db)
     @subscriber(broker, topics.RUN_FINISHED, group_id="monitor")
     async def on_run_finished(event: CloudEvent[RunFinished], tx: Tx) -> None: ...
 
-Ack policy is `NACK_ON_ERROR` for the whole broker: the offset is committed only after the delivery
-middleware returns (effects durable, or the message dead-lettered); when it raises, the consumer seeks
-back and the message is redelivered. FastStream's default (`ACK_FIRST`, at-most-once) is never used.
+Each subscriber is a FastStream batch subscriber whose one registered call hands the fetched records to
+`apev_runtime.delivery.consumer.SubscriberDelivery` (inbox, retries, DLQ), which calls the service's
+handler per event. Ack policy is `NACK_ON_ERROR` for the whole broker: offsets are committed once per batch,
+after the delivery kit returns (effects durable, dead-lettered, or a partition sought back); when it raises,
+the consumer seeks back and the batch is redelivered. FastStream's default (`ACK_FIRST`, at-most-once) is
+never used.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import chain
 from typing import Any
 
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaAckableMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from faststream.kafka.subscriber.usecase import DefaultSubscriber
+from faststream.kafka.response import KafkaPublishCommand
+from faststream.kafka.subscriber.usecase import BatchSubscriber
+from faststream.response.publish_type import PublishType
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from apev_contracts.envelope import CloudEvent, decode
 from apev_runtime.db.engine import Database
+from apev_runtime.delivery.consumer import Handler, SubscriberDelivery
 from apev_runtime.delivery.middleware import Delivery
 from apev_runtime.settings import ServiceSettings
 
@@ -34,22 +43,38 @@ class ApevBroker(KafkaBroker):
     """A KafkaBroker that knows its topic prefix (environments sharing one cluster, isolated test runs)."""
 
     topic_prefix: str = ""
+    delivery: Delivery
 
     def logical_topic(self, topic: str) -> str:
         """`staging.run.finished` -> `run.finished` with prefix `staging.`."""
         return topic.removeprefix(self.topic_prefix) if self.topic_prefix else topic
 
-
-def _decoder(prefix: str) -> Callable[[Any], Awaitable[CloudEvent[Any]]]:
-    async def decode_event(msg: Any) -> CloudEvent[Any]:
-        """The CloudEvents envelope and the registered payload model, validated by the contracts; the event's
-        type must belong to the topic it arrived on."""
-        record = msg.raw_message
-        return decode(
-            msg.body, list(record.headers or ()), topic=record.topic.removeprefix(prefix) if prefix else record.topic
+    async def publish_raw(
+        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes | None]]
+    ) -> Any:
+        """Send bytes with exactly these headers (order, repeats and non-UTF-8 values kept), through the broker's
+        publish middlewares (metrics, tests' fault injection) but not its header rewriting."""
+        cmd = KafkaPublishCommand(
+            value,
+            topic=topic,
+            key=key,
+            headers={k: (v or b"").decode("utf-8", "replace") for k, v in headers},
+            correlation_id=self.config.id_generator(),
+            _publish_type=PublishType.PUBLISH,
         )
+        return await self._basic_publish(cmd, producer=_RawProducer(self, value, key, headers))  # type: ignore[arg-type]
 
-    return decode_event
+
+class _RawProducer:
+    """The innermost publish step of `publish_raw`: the aiokafka producer, with the caller's own headers."""
+
+    def __init__(self, broker: KafkaBroker, value: bytes, key: bytes | None, headers: list[tuple[str, bytes | None]]):
+        self.broker, self.value, self.key, self.headers = broker, value, key, headers
+
+    async def publish(self, cmd: KafkaPublishCommand) -> Any:
+        producer = self.broker.config.producer._producer.producer  # FastStream's started aiokafka producer
+        future = await producer.send(cmd.destination, value=self.value, key=self.key, headers=self.headers)
+        return await future
 
 
 def make_broker(
@@ -60,37 +85,125 @@ def make_broker(
     registry: CollectorRegistry = REGISTRY,
     **kwargs: Any,
 ) -> KafkaBroker:
-    """A broker wired for §4. `extra_middlewares` run outside the delivery middleware (after its commit)."""
+    """A broker wired for §4. `extra_middlewares` run around each batch's delivery (after its database commit,
+    before the offset commit)."""
     broker = ApevBroker(
         settings.kafka_bootstrap_servers,
         client_id=settings.kafka_client_id or settings.service_name,
         enable_idempotence=True,  # implies acks=all and per-partition order on retries
         acks="all",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_decoder(settings.kafka_topic_prefix),
-        # Telemetry outermost: the span (from the message's traceparent) covers delivery and the handler, so
-        # whatever the handler publishes or calls carries the same trace.
-        middlewares=[
-            KafkaTelemetryMiddleware(),
-            *extra_middlewares,
-            Delivery(db=db, settings=settings.delivery, registry=registry),
-        ],
+        # Telemetry outermost: one span per batch; the delivery kit opens a child span per event from the
+        # event's own traceparent, so whatever a handler publishes or calls carries the event's trace.
+        middlewares=[KafkaTelemetryMiddleware(), *extra_middlewares],
         graceful_timeout=30.0,
         # FastStream's default logger has its own plain-text handler; ours goes through the redacting pipeline.
         logger=logging.getLogger("apev.faststream"),
         **kwargs,
     )
     broker.topic_prefix = settings.kafka_topic_prefix
+    broker.delivery = Delivery(
+        db=db, settings=settings.delivery, registry=registry, topic_prefix=settings.kafka_topic_prefix
+    )
     return broker
 
 
-def subscriber(broker: KafkaBroker, *topics: str, group_id: str, **kwargs: Any) -> DefaultSubscriber:
-    """`broker.subscriber` with the settings §4 requires: an explicit group, reading from the earliest offset
-    when the group is new (events published before a service first starts are not skipped)."""
+class Subscription:
+    """What `subscriber(...)` returns: a decorator taking the service's handler, and the FastStream subscriber."""
+
+    def __init__(self, broker: ApevBroker, sub: BatchSubscriber, group_id: str, *, outside_calls: bool) -> None:
+        self.broker, self.subscriber, self.group_id, self.outside_calls = broker, sub, group_id, outside_calls
+        self.delivery: SubscriberDelivery | None = None
+
+    def __call__(self, handler: Handler) -> Handler:
+        sub = self.subscriber
+
+        def seek(tp: Any, offset: int) -> None:
+            if sub.consumer is not None:
+                sub.consumer.seek(tp, offset)
+
+        delivery = self.delivery = SubscriberDelivery(
+            self.broker.delivery,
+            consumer=self.group_id,
+            handler=handler,
+            send=self.broker.publish_raw,
+            seek=seek,
+            outside_calls=self.outside_calls,
+        )
+
+        async def consume(message: KafkaMessage) -> None:
+            await delivery.handle(message.raw_message)
+
+        consume.__name__ = consume.__qualname__ = getattr(handler, "__name__", "handler")
+        consume.__doc__ = handler.__doc__
+        sub(consume)
+        return handler
+
+
+def subscriber(
+    broker: KafkaBroker,
+    *topics: str,
+    group_id: str,
+    outside_calls: bool = False,
+    batch_size: int | None = None,
+    **kwargs: Any,
+) -> Subscription:
+    """A subscriber with the settings §4 requires: an explicit group, reading from the earliest offset when the
+    group is new (events published before a service first starts are not skipped), batched consumption.
+
+    `outside_calls=True` for a handler that waits on an outside system: one event at a time, the inbox row
+    written last, the handler free to `await tx.commit()` a step before the call (see `Tx`). `batch_size`
+    bounds a batch's transaction (default `DELIVERY_BATCH_SIZE`).
+    """
     if not group_id:
         raise ValueError("a consumer needs an explicit group_id (at-least-once delivery commits per group)")
+    if not isinstance(broker, ApevBroker):
+        raise TypeError("subscriber() needs a broker made by make_broker()")
     kwargs.setdefault("auto_offset_reset", "earliest")
     kwargs.setdefault("max_poll_interval_ms", MAX_POLL_INTERVAL_MS)
-    prefix = getattr(broker, "topic_prefix", "")
-    sub: DefaultSubscriber = broker.subscriber(*(prefix + t for t in topics), group_id=group_id, **kwargs)
-    return sub
+    max_records = 1 if outside_calls else (batch_size or broker.delivery.settings.batch_size)
+    holder: list[BatchSubscriber] = []
+
+    async def parse(records: tuple[ConsumerRecord[Any, Any], ...]) -> KafkaAckableMessage:
+        # FastStream's own parser decodes every header as UTF-8 and fails on one that is not (or is null)
+        # before any code of ours runs; headers are the delivery kit's to read (leniently).
+        first, last = records[0], records[-1]
+        return KafkaAckableMessage(
+            body=[],
+            headers={},
+            batch_headers=[],
+            message_id=f"{first.topic}-{first.partition}-{first.offset}-{last.offset}",
+            raw_message=records,
+            consumer=holder[0].consumer,
+        )
+
+    async def no_decode(_: Any) -> None:
+        return None
+
+    prefix = broker.topic_prefix
+    sub: BatchSubscriber = broker.subscriber(
+        *(prefix + t for t in topics),
+        group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        parser=parse,
+        decoder=no_decode,
+        **kwargs,
+    )
+    holder.append(sub)
+    sub.get_msg = _getmany(sub, max_records)  # type: ignore[method-assign]
+    return Subscription(broker, sub, group_id, outside_calls=outside_calls)
+
+
+Records = tuple[ConsumerRecord[Any, Any], ...]
+
+
+def _getmany(sub: BatchSubscriber, max_records: int) -> Callable[[Any], Awaitable[Records]]:
+    """What is available now, up to `max_records`, waiting only while nothing is (FastStream's batch loop also
+    sleeps `batch_timeout_ms` after an empty fetch, which would add that wait to the next event's latency)."""
+
+    async def get_msg(consumer: Any) -> Records:
+        fetched = await consumer.getmany(timeout_ms=500, max_records=max_records)
+        return tuple(chain(*fetched.values()))
+
+    return get_msg

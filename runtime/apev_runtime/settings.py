@@ -41,6 +41,10 @@ class DeliverySettings(BaseSettings):
     breaker_pause_seconds: float = 30.0
     """Longest wait in one go while a host's circuit is open, before the message is sought back and retried."""
     dlq_publish_backoff_seconds: float = 1.0
+    dlq_max_bytes: int = 524_288
+    """Largest dead letter (value + headers); a larger value is cut to a prefix, so the DLQ never refuses it."""
+    batch_size: int = 500
+    """Most records handled in one database transaction (what one fetch returns, up to this)."""
 
 
 class ServiceSettings(BaseSettings):

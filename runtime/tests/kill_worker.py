@@ -1,8 +1,9 @@
 """A consumer process for the crash test: `python kill_worker.py` with its settings in the environment.
 
 With KILL_AFTER_EFFECT=1 it SIGKILLs itself after the handler's transaction committed and before the
-offset commit (an outer broker middleware runs after the delivery middleware returns, before FastStream
-acknowledges), which is the window the inbox exists for.
+offset commit (an outer broker middleware runs after the delivery kit returns, before FastStream
+acknowledges), which is the window the inbox exists for. With KILL_AT_CALL=N it SIGKILLs itself inside the
+N-th handler call, in the middle of a batch's transaction.
 """
 
 from __future__ import annotations
@@ -47,9 +48,17 @@ async def main() -> None:
     db = create_database(settings.resolved_database_url(), settings.database_schema)
     broker = make_broker(settings, db=db, extra_middlewares=[KillAfterEffect])
 
+    kill_at = int(os.environ.get("KILL_AT_CALL", "0"))
+    calls = 0
+
     @subscriber(broker, JOB_REQUESTED, group_id=os.environ["GROUP"])
     async def handle(event: CloudEvent[JobRequested], tx: Tx) -> None:
+        nonlocal calls
+        calls += 1
         await tx.execute(text("INSERT INTO effects VALUES (:id, 'worker')"), {"id": event.id})
+        if calls == kill_at:
+            print(f"killing myself inside handler call {calls}", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
         print(f"effect written for {event.id}", flush=True)
 
     await broker.start()

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
+from sqlalchemy import text
 
+from apev_contracts.envelope import encode
 from apev_runtime.testing import Harness, job_event, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -18,7 +20,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 WORKER = Path(__file__).with_name("kill_worker.py")
 
 
-async def _start_worker(h: Harness, kill: bool) -> asyncio.subprocess.Process:
+async def _start_worker(h: Harness, kill: bool, **extra: str) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "BOOTSTRAP": h.bootstrap,
@@ -27,9 +29,14 @@ async def _start_worker(h: Harness, kill: bool) -> asyncio.subprocess.Process:
         "DB_URL": h.pg_url,
         "DB_SCHEMA": h.settings().database_schema or "",
         "KILL_AFTER_EFFECT": "1" if kill else "0",
+        **extra,
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(WORKER), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        str(WORKER),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL if extra else asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     async with asyncio.timeout(60):
@@ -81,3 +88,56 @@ async def test_sigkill_between_effect_and_commit_redelivers_without_a_second_eff
 
 async def _offset_committed(h: Harness, group: str, partition: int, at_least: int) -> bool:
     return (await _committed(h, group)).get(partition, -1) >= at_least
+
+
+async def test_sigkill_in_the_middle_of_a_batch_of_500_leaves_every_effect_exactly_once(
+    kafka_bootstrap: str, pg_url: str
+) -> None:
+    h = Harness(kafka_bootstrap, pg_url)
+    await h.start()
+    try:
+        events = [job_event(tenant=f"tenant-{i % 10}") for i in range(500)]
+        for event in events:  # a backlog, so the worker's fetches are large batches
+            record = encode(event)
+            await h.producer.send(h.topic, record.value, key=record.key, headers=record.headers)
+        await h.producer.flush()
+        group = h.group + "-batch"
+
+        first = await _start_worker(h, kill=False, GROUP=group, KILL_AT_CALL="250")
+        assert await asyncio.wait_for(first.wait(), 60) == -9
+        out = (await first.stdout.read()).decode()  # type: ignore[union-attr]
+        assert "killing myself inside handler call 250" in out
+        assert await _worker_effects(h) < 500  # the batch in progress was rolled back
+
+        second = await _start_worker(h, kill=False, GROUP=group)
+        try:
+            await wait_for(lambda: _all_effects(h, 500), timeout=60, what="every event's effect")
+            await wait_for(lambda: _total_committed(h, group, 500), timeout=30, what="the offsets")
+        finally:
+            second.terminate()
+            await asyncio.wait_for(second.wait(), 30)
+        async with h.db.engine.connect() as conn:
+            counts = dict(
+                (
+                    await conn.execute(
+                        text("SELECT event_id, count(*) FROM effects WHERE note = 'worker' GROUP BY event_id")
+                    )
+                ).all()
+            )
+        assert set(counts) == {e.id for e in events}
+        assert set(counts.values()) == {1}  # exactly once each
+    finally:
+        await h.stop()
+
+
+async def _worker_effects(h: Harness) -> int:
+    async with h.db.engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM effects WHERE note = 'worker'"))).scalar_one())
+
+
+async def _all_effects(h: Harness, n: int) -> bool:
+    return await _worker_effects(h) >= n
+
+
+async def _total_committed(h: Harness, group: str, n: int) -> bool:
+    return sum(max(o, 0) for o in (await _committed(h, group)).values()) >= n

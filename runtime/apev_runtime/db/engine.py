@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -33,6 +33,11 @@ class Database:
         await self.engine.dispose()
 
 
+def _loopback(url: str) -> bool:
+    host = make_url(url).host or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def create_database(url: str, schema: str | None = None, *, echo: bool = False) -> Database:
     """Build the engine. With `schema` (PostgreSQL), every runtime and service table lives in that schema."""
     if url.startswith("sqlite"):
@@ -54,7 +59,12 @@ def create_database(url: str, schema: str | None = None, *, echo: bool = False) 
     if schema and url.startswith("postgresql+asyncpg"):
         # Raw SQL (text()) lands in the service's schema too, not only the mapped Table objects.
         connect_args = {"server_settings": {"search_path": f'"{schema}"'}}
-    engine = create_async_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+    if url.startswith("postgresql+asyncpg") and _loopback(url) and "ssl" not in url:
+        connect_args["ssl"] = False  # asyncpg's default tries TLS first; pointless to a loopback server
+    # No pool_pre_ping: it costs a `SELECT 1` round trip per transaction. A connection that died is
+    # invalidated by the failing statement (SQLAlchemy detects disconnects), the delivery kit retries the
+    # message as a transient error on a fresh one; pool_recycle bounds how stale an idle one gets.
+    engine = create_async_engine(url, echo=echo, pool_recycle=1800, connect_args=connect_args)
     if schema:
         engine = engine.execution_options(schema_translate_map={None: schema})
     return Database(engine=engine, schema=schema, dialect=engine.dialect.name)

@@ -1,4 +1,4 @@
-"""The tables the runtime owns in every service's database: the inbox and the outbox.
+"""The tables the runtime owns in every service's database: the inbox, the outbox and leases.
 
 Declared without a schema; on PostgreSQL each service's engine maps them to its own schema
 (`schema_translate_map`), so one database can hold a schema per service (§8 Databases).
@@ -50,5 +50,15 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
+    Column("parked_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_apev_outbox_unpublished", outbox.c.published_at, outbox.c.id)
+
+leases = Table(
+    "apev_leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+"""Who holds a named role (the outbox relay on SQLite) until when; PostgreSQL uses advisory locks instead."""

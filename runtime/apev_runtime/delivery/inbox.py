@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apev_runtime.db.tables import inbox
@@ -28,34 +31,66 @@ class InboxEntry:
     partition: int
     offset: int
 
+    def row(self, now: datetime) -> dict[str, Any]:
+        return {
+            "consumer": self.consumer,
+            "event_id": self.event_id,
+            "payload_hash": self.payload_hash,
+            "event_type": self.event_type,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "processed_at": now,
+        }
+
+
+def _insert_new(conn: AsyncConnection) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING RETURNING event_id`, built once per dialect (cached by SQLAlchemy)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+
+
+async def claim_many(conn: AsyncConnection, entries: Sequence[InboxEntry]) -> dict[str, Claim]:
+    """Claim a batch of distinct event ids of one consumer in one statement; say which are new.
+
+    Runs inside the batch's transaction: if a handler fails, the rows roll back with the effects. One partition
+    is consumed by one member of a group at a time and an event's key fixes its partition, so two members never
+    claim one id at once; the primary key still guards that case (the loser sees a duplicate).
+    """
+    if not entries:
+        return {}
+    now = datetime.now(UTC)
+    inserted = set((await conn.execute(_insert_new(conn), [e.row(now) for e in entries])).scalars())
+    result = {e.event_id: Claim.NEW for e in entries if e.event_id in inserted}
+    seen = [e for e in entries if e.event_id not in inserted]
+    if seen:
+        hashes = await lookup(conn, seen[0].consumer, [e.event_id for e in seen])
+        for e in seen:
+            result[e.event_id] = Claim.DUPLICATE if hashes.get(e.event_id) == e.payload_hash else Claim.CONFLICT
+    return result
+
 
 async def claim(conn: AsyncConnection, entry: InboxEntry) -> Claim:
-    """Record `entry` unless this consumer has seen the event id; say which case this is.
+    """Claim one event id (`claim_many` of one)."""
+    return (await claim_many(conn, [entry]))[entry.event_id]
 
-    Runs inside the handler's transaction: if the handler fails, the row is rolled back with its effects.
-    One partition is consumed by one member of a group at a time and an event's key fixes its partition,
-    so two members never claim one id at once; the primary key still guards the impossible case.
-    """
-    seen = (
-        await conn.execute(
-            select(inbox.c.payload_hash).where(inbox.c.consumer == entry.consumer, inbox.c.event_id == entry.event_id)
-        )
-    ).scalar_one_or_none()
-    if seen is not None:
-        return Claim.DUPLICATE if seen == entry.payload_hash else Claim.CONFLICT
-    await conn.execute(
-        insert(inbox).values(
-            consumer=entry.consumer,
-            event_id=entry.event_id,
-            payload_hash=entry.payload_hash,
-            event_type=entry.event_type,
-            topic=entry.topic,
-            partition=entry.partition,
-            offset=entry.offset,
-            processed_at=datetime.now(UTC),
+
+async def lookup(conn: AsyncConnection, consumer: str, event_ids: Sequence[str]) -> dict[str, str]:
+    """Payload hashes of the ids this consumer has processed (a read: it takes no write lock)."""
+    rows = await conn.execute(
+        select(inbox.c.event_id, inbox.c.payload_hash).where(
+            inbox.c.consumer == consumer, inbox.c.event_id.in_(list(event_ids))
         )
     )
-    return Claim.NEW
+    return {event_id: payload_hash for event_id, payload_hash in rows}
+
+
+def seen_as(entry: InboxEntry, hashes: dict[str, str]) -> Claim:
+    """NEW when the id is unseen, else DUPLICATE or CONFLICT by the stored hash."""
+    stored = hashes.get(entry.event_id)
+    if stored is None:
+        return Claim.NEW
+    return Claim.DUPLICATE if stored == entry.payload_hash else Claim.CONFLICT
 
 
 async def prune(conn: AsyncConnection, older_than: timedelta) -> int:

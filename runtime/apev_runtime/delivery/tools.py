@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from apev_contracts.topics import DLQ_SUFFIX
-from apev_runtime.delivery.dlq import H_REPLAY_COUNT, H_REPLAYED_FROM, DeadLetter, strip_dlq_headers
+from apev_runtime.delivery.dlq import H_ORIGINAL_BYTES, H_REPLAY_COUNT, H_REPLAYED_FROM, DeadLetter, strip_dlq_headers
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,13 @@ async def read_dlq(bootstrap: str, dlq_topic: str, timeout_ms: int = 2000) -> li
 async def replay(bootstrap: str, dlq_topic: str, selection: Filter, *, dry_run: bool = False) -> list[DlqMessage]:
     """Republish the selected messages to their original topics (nothing is sent with `dry_run`)."""
     chosen = [m for m in await read_dlq(bootstrap, dlq_topic) if selection(m)]
+    cut = [m for m in chosen if any(k == H_ORIGINAL_BYTES for k, _ in m.headers)]
+    if cut:
+        refs = ", ".join(m.ref for m in cut)
+        raise ValueError(
+            f"dead letter(s) {refs} were cut to fit the DLQ (only a prefix of the value is kept): they cannot be "
+            "replayed; fix the producer and publish the event again"
+        )
     if dry_run or not chosen:
         return chosen
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
