@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_serving apev_writeback apev_monitor \
-	apev_workspace apev_mcpsim apev_sinks
+	apev_workspace apev_mcpsim apev_sinks apev_pipeline
 
 .PHONY: help setup run test lint format kafka stop workspace mcp sinks bench
 

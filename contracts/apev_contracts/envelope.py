@@ -191,20 +191,23 @@ def decode(
         raise MalformedEnvelope(
             f"header {header_type!r} differs from the event's type {ce_type!r}", field=HEADER_CE_TYPE
         )
-    # Envelope first, so a bad tenant id or time is reported as such even when data is bad too.
+    # One validation on the happy path. On any failure the envelope is checked first, so a bad tenant id or
+    # time is reported as such even when the type or the data is bad too.
     try:
-        event_class(None).model_validate(raw)
-    except ValidationError as exc:
-        raise _contract_error(exc, MalformedEnvelope, envelope_only=True) from None
-    spec = spec_for_type(ce_type)
-    if topic is not None:
-        base = topic.removesuffix(DLQ_SUFFIX)
-        if base in TOPICS and base != spec.topic:
-            raise TopicMismatch(f"{ce_type!r} belongs to topic {spec.topic!r}, read from {topic!r}", field="type")
-    try:
+        spec = spec_for_type(ce_type)
+        if topic is not None:
+            base = topic.removesuffix(DLQ_SUFFIX)
+            if base in TOPICS and base != spec.topic:
+                raise TopicMismatch(f"{ce_type!r} belongs to topic {spec.topic!r}, read from {topic!r}", field="type")
         return event_class(spec.model).model_validate_json(value)
-    except ValidationError as exc:
-        raise _contract_error(exc, InvalidPayload) from None
+    except (ContractError, ValidationError) as exc:
+        try:
+            event_class(None).model_validate(raw)
+        except ValidationError as envelope_exc:
+            raise _contract_error(envelope_exc, MalformedEnvelope, envelope_only=True) from None
+        if isinstance(exc, ValidationError):
+            raise _contract_error(exc, InvalidPayload) from None
+        raise
 
 
 _EVENT_CLASSES: dict[type[BaseModel] | None, type[CloudEvent[Any]]] = {}

@@ -44,6 +44,9 @@ class DeliverySettings(BaseSettings):
     dlq_max_bytes: int = 524_288
     """Largest dead letter (value + headers); a larger value is cut to a prefix, so the DLQ never refuses it."""
     batch_size: int = 500
+    event_spans: bool = False
+    """Open a tracing span per consumed event (about 20 µs each); off, handlers still run inside the event's
+    trace (its `traceparent` is the current context) and FastStream opens one span per batch."""
     """Most records handled in one database transaction (what one fetch returns, up to this)."""
 
 

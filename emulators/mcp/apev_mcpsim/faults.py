@@ -11,6 +11,10 @@ then caps the firings). Actions:
 - ``latency``: sleep ``latency_ms`` then serve normally.
 - ``lost_response``: serve the request (its effect is applied), then drop the connection without sending a
   byte of the response.
+- ``empty_page``: answer 200 ``{"data": [], "next_cursor": null}`` at once (a source that lost its data, or a
+  connector bug), for the data endpoints' consumers to notice.
+- ``duplicate_record``: serve normally, then repeat the page's first record at its end (the same id and
+  version twice: what a broken source export looks like).
 
 Counters are per method and route template (``GET /api/v1/integrations/{integration_id}/data``).
 ``/__admin/...`` itself is never faulted or counted, except the webhook sink ``/__admin/sink/...``.
@@ -31,7 +35,7 @@ from typing import Any, Literal
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-FaultAction = Literal["429", "503", "error", "latency", "lost_response"]
+FaultAction = Literal["429", "503", "error", "latency", "lost_response", "empty_page", "duplicate_record"]
 ADMIN_PREFIX = "/__admin"
 SINK_PREFIX = "/__admin/sink/"
 
@@ -131,6 +135,10 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
         elif fault.action == "lost_response":
             await self._lose_response(scope, receive, send)
+        elif fault.action == "empty_page":
+            await self._json(200, {"data": [], "next_cursor": None}, send)
+        elif fault.action == "duplicate_record":
+            await self._duplicate_first(scope, receive, send)
         else:
             status = fault.status if fault.action == "error" else int(fault.action)
             await self._reject(status, fault.retry_after, send)
@@ -143,6 +151,30 @@ class FaultMiddleware:
             headers.append((b"retry-after", str(retry_after).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _json(self, status: int, payload: Any, send: Send) -> None:
+        body = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _duplicate_first(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        payload = json.loads(b"".join(chunks) or b"null")
+        if isinstance(payload, dict) and isinstance(payload.get("data"), list) and payload["data"]:
+            payload["data"].append(dict(payload["data"][0]))
+        elif isinstance(payload, list) and payload:
+            payload.append(dict(payload[0]))
+        await self._json(int(started.get("status", 200)), payload, send)
 
     async def _lose_response(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def swallow(message: Message) -> None:

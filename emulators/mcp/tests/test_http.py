@@ -192,3 +192,23 @@ async def test_webhook_headers_and_signature(mcp_sim) -> None:
     assert h["x-mcp-signature"] == "sha256=" + expected.hexdigest()
     assert h["x-mcp-event"] == "sync.completed"
     assert f'"sync_id":"{sync.json()["sync_id"]}"' in delivery["body"]
+
+
+def test_empty_page_and_duplicate_record_faults(api, mcp_sim) -> None:
+    tenant = mcp_sim.new_tenant()
+    headers = admin(mcp_sim, tenant)
+    registered = api.post(
+        "/api/v1/integrations/register", json={"integration_type": "adp", "datasource_id": "ds-1"}, headers=headers
+    )
+    data_path = f"/api/v1/integrations/{registered.json()['integration_id']}/data"
+    params = {"entity_type": "employees", "limit": 3}
+    normal = api.get(data_path, params=params, headers=headers).json()
+    assert len(normal["data"]) == 3 and normal["next_cursor"]
+
+    mcp_sim.add_fault("empty_page", "/api/v1/integrations/*/data", count=1)
+    assert api.get(data_path, params=params, headers=headers).json() == {"data": [], "next_cursor": None}
+    mcp_sim.add_fault("duplicate_record", "/api/v1/integrations/{integration_id}/data", count=1)
+    doubled = api.get(data_path, params=params, headers=headers).json()
+    assert doubled["data"] == [*normal["data"], normal["data"][0]]
+    assert doubled["next_cursor"] == normal["next_cursor"]
+    assert api.get(data_path, params=params, headers=headers).json() == normal  # both rules are used up

@@ -84,7 +84,7 @@ def test_failed_statement_is_databricks_shaped(w: WorkspaceClient, tenant: str) 
     untranslatable = _run(w, "SELECT * FROM acme.bronze.t VERSION AS OF 3")
     assert untranslatable.status.state == S.FAILED
     assert untranslatable.status.error.message.startswith("[UNSUPPORTED_FEATURE] Time travel (VERSION AS OF")
-    optimize = _run(w, "CREATE FUNCTION acme.bronze.f(x INT) RETURNS INT RETURN x + 1")
+    optimize = _run(w, "CREATE FUNCTION acme.bronze.f(x INT) RETURNS TABLE (y INT) RETURN SELECT x AS y")
     assert optimize.status.state == S.FAILED and "not supported" in optimize.status.error.message
     with pytest.raises((BadRequest, InvalidParameterValue)):
         _run(w, "SELECT 1", wait_timeout="3s")

@@ -30,13 +30,14 @@ import hashlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import stamina
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -131,16 +132,16 @@ class _BatchHandlerFailed(Exception):
         self.cause = cause
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     record: ConsumerRecord[Any, Any]
     event: CloudEvent[Any]
     entry: inbox.InboxEntry
     first_seen: datetime
-    tp: TopicPartition = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.tp = TopicPartition(self.record.topic, self.record.partition)
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.record.topic, self.record.partition)
 
 
 def _takes_tx(handler: Handler) -> bool:
@@ -176,13 +177,14 @@ class SubscriberDelivery:
     async def handle(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """Handle one fetched batch; return when every record is durable, dead-lettered or sought back."""
         started = time.monotonic()
+        first_seen = datetime.now(UTC)
         self._stopped = set()
         items: list[_Item] = []
         for record in records:
-            if TopicPartition(record.topic, record.partition) in self._stopped:
+            if self._stopped and TopicPartition(record.topic, record.partition) in self._stopped:
                 continue
             try:
-                item = await self._screen(record)
+                item = await self._screen(record, first_seen)
             except _Redeliver:
                 self._seek_back(record)
                 continue
@@ -196,8 +198,7 @@ class SubscriberDelivery:
         self._m.batch_size.labels(self.consumer).observe(len(records))
         self._m.batch_seconds.labels(self.consumer).observe(time.monotonic() - started)
 
-    async def _screen(self, record: ConsumerRecord[Any, Any]) -> _Item | None:
-        first_seen = datetime.now(UTC)
+    async def _screen(self, record: ConsumerRecord[Any, Any], first_seen: datetime) -> _Item | None:
         value = record.value or b""
         limit = self.d.settings.max_event_bytes
         if len(value) > limit:
@@ -250,12 +251,11 @@ class SubscriberDelivery:
             for item in items:
                 await self._single_unless_stopped(item, first_error=cause if item is failed else None)
             return
-        processed = 0
+        processed: dict[str, int] = {}
         for i, item in enumerate(items):
             claim = outcomes[i]
             if claim is inbox.Claim.NEW:
-                processed += 1
-                self._count(item, "processed")
+                processed[item.record.topic] = processed.get(item.record.topic, 0) + 1
             elif claim is inbox.Claim.DUPLICATE:
                 self._duplicate(item)
             elif item.tp not in self._stopped:
@@ -263,7 +263,9 @@ class SubscriberDelivery:
                     await self._dead_letter(item.record, Reason.CONFLICT, _Conflict(item.event.id), 1, item.first_seen)
                 except _Redeliver:
                     self._seek_back(item.record)
-        log.debug("batch_processed", consumer=self.consumer, size=len(items), processed=processed)
+        for topic, n in processed.items():
+            self._count(topic, "processed", n)
+        log.debug("batch_processed", consumer=self.consumer, size=len(items), processed=sum(processed.values()))
 
     async def _claim_distinct(self, conn: AsyncConnection, items: list[_Item]) -> list[inbox.Claim]:
         """Claims in item order; an id repeated inside the batch is a duplicate (or conflict) of its first."""
@@ -339,14 +341,14 @@ class SubscriberDelivery:
             return
         finally:
             self._m.duration.labels(self.consumer, item.record.topic).observe(time.monotonic() - t0)
-        self._count(item, "processed")
+        self._count(item.record.topic, "processed")
         log.info("processed", consumer=self.consumer, event_id=item.event.id, attempts=attempts)
 
     async def _failed(self, item: _Item, exc: Exception, attempts: int) -> None:
         kind = classify(exc)
         if kind is Failure.CIRCUIT_OPEN:
             pause = min(max(float(getattr(exc, "retry_in", 0.0)), 0.05), self.d.settings.breaker_pause_seconds)
-            self._count(item, "paused")
+            self._count(item.record.topic, "paused")
             log.warning(
                 "circuit_open_pausing",
                 consumer=self.consumer,
@@ -397,31 +399,41 @@ class SubscriberDelivery:
                 raise
 
     async def _call(self, item: _Item, conn: AsyncConnection | None) -> None:
+        """The handler, inside the event's trace: what it publishes or calls carries the event's traceparent.
+        A span per event only with `event_spans` (FastStream's telemetry already opens one per batch)."""
         record = item.record
         traceparent = traceparent_of(record.headers)
-        parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
-        with _tracer.start_as_current_span(
-            f"{record.topic} process",
-            context=parent,
-            kind=trace.SpanKind.CONSUMER,
-            attributes={"messaging.kafka.partition": record.partition, "messaging.kafka.offset": record.offset},
-        ):
-            if self._with_tx:
-                await self.handler(item.event, conn)
+        token = otel_context.attach(propagate.extract({"traceparent": traceparent})) if traceparent else None
+        try:
+            if self.d.settings.event_spans:
+                with _tracer.start_as_current_span(
+                    f"{record.topic} process",
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={"messaging.kafka.partition": record.partition, "messaging.kafka.offset": record.offset},
+                ):
+                    await self._invoke(item, conn)
             else:
-                await self.handler(item.event)
+                await self._invoke(item, conn)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    async def _invoke(self, item: _Item, conn: AsyncConnection | None) -> None:
+        if self._with_tx:
+            await self.handler(item.event, conn)
+        else:
+            await self.handler(item.event)
 
     # --- outcomes --------------------------------------------------------------------------------------
 
-    def _count(self, item: _Item, outcome: str) -> None:
-        key = (item.record.topic, outcome)
-        counter = self._counters.get(key)
+    def _count(self, topic: str, outcome: str, n: int = 1) -> None:
+        counter = self._counters.get((topic, outcome))
         if counter is None:
-            counter = self._counters[key] = self._m.messages.labels(self.consumer, item.record.topic, outcome)
-        counter.inc()
+            counter = self._counters[(topic, outcome)] = self._m.messages.labels(self.consumer, topic, outcome)
+        counter.inc(n)
 
     def _duplicate(self, item: _Item) -> None:
-        self._count(item, "duplicate")
+        self._count(item.record.topic, "duplicate")
         log.info("duplicate_skipped", consumer=self.consumer, event_id=item.event.id, topic=item.record.topic)
 
     def _seek_back(self, record: ConsumerRecord[Any, Any]) -> None:

@@ -1,7 +1,10 @@
-"""`COPY INTO <table> FROM '/Volumes/...' FILEFORMAT = JSON|CSV|PARQUET [PATTERN = '...'] [FORMAT_OPTIONS (...)]
+"""`COPY INTO <table> FROM '/Volumes/...' | (SELECT <expressions> FROM '/Volumes/...')
+FILEFORMAT = JSON|CSV|PARQUET [PATTERN = '...'] [FORMAT_OPTIONS (...)]
 [COPY_OPTIONS (...)]`, idempotent as on Databricks: files already loaded into the table are skipped (the
 loaded paths are kept per table in the store, reset when the table is dropped or replaced), unless
-`COPY_OPTIONS ('force' = 'true')`. `'mergeSchema' = 'true'` adds columns the files have and the table has not.
+`COPY_OPTIONS ('force' = 'true')`. The SELECT form may add columns (`current_timestamp()`, `:param` markers,
+`_metadata.file_path`, `_metadata.file_name`) and pick or cast the files' columns. `'mergeSchema' = 'true'`
+adds columns the files have and the table has not.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlglot import exp
+
 from apev_workspace.files.models import resolve
+from apev_workspace.sql import translate as t
 from apev_workspace.sql.engine import PLACEHOLDER, quote
 from apev_workspace.sql.exceptions import SqlError, unsupported
 from apev_workspace.sql.translate import duck_catalog
@@ -59,11 +65,67 @@ def reader(fmt: str, files: list[Path], options: dict[str, str]) -> str:
     raise unsupported(f"COPY INTO with FILEFORMAT = {fmt}")
 
 
-def copy_into(session: Session, full_name: str, source: str) -> tuple[list[str], list[list[Any]]]:
-    match = re.match(r"\s*'((?:[^']|'')*)'\s*(.*)$", source, re.DOTALL)
-    if match is None:
-        raise unsupported("COPY INTO from a query (FROM (SELECT ...))")
-    path, rest = match[1].replace("''", "'"), match[2]
+def _split_query(source: str) -> tuple[str, str, str]:
+    """`(SELECT ... FROM '<path>' [alias]) rest` -> (the query with the path as `apev_copy_source`, path, rest)."""
+    depth, quoted = 0, False
+    for i, ch in enumerate(source):
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+            if depth == 0:
+                query, rest = source[source.index("(") + 1 : i], source[i + 1 :]
+                break
+    else:
+        raise SqlError("COPY_INTO_SYNTAX_ERROR", "COPY INTO ... FROM (SELECT ...): unbalanced parentheses.")
+    found = list(re.finditer(r"\bFROM\s+'((?:[^']|'')*)'", query, re.IGNORECASE))
+    if len(found) != 1:
+        raise SqlError("COPY_INTO_SYNTAX_ERROR", "COPY INTO ... FROM (SELECT ... FROM '<path>'): one source path.")
+    m = found[0]
+    return query[: m.start()] + f"FROM {SOURCE}" + query[m.end() :], m[1].replace("''", "'"), rest
+
+
+def _projection(query: str, params: dict[str, tuple[Any, str]], files: str) -> str:
+    """The COPY INTO query in DuckDB: `_metadata.file_path`/`file_name` read the file each row came from."""
+    tree = t.bind_parameters(t.parse(query), params)
+    if not isinstance(tree, exp.Select) or any(x.name != SOURCE for x in tree.find_all(exp.Table)):
+        raise unsupported("COPY INTO from a query that is not one SELECT over the source path")
+
+    def replace(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Column) and node.table.lower() == "_metadata":
+            field = METADATA.get(node.name.lower())
+            if field is None:
+                raise unsupported(f"_metadata.{node.name}")
+            return exp.column(field, quoted=True)
+        if isinstance(node, exp.Star):
+            node.set("except_", [exp.column(c, quoted=True) for c in METADATA.values()])
+        return node
+
+    if tree.args.get("with_"):
+        raise unsupported("COPY INTO from a query with WITH")
+    return f"WITH {SOURCE} AS ({files}) {t.to_duckdb(t.rewrite_functions(tree.transform(replace)))}"
+
+
+SOURCE = "apev_copy_source"
+METADATA = {"file_path": "__apev_file_path", "file_name": "__apev_file_name"}
+
+
+def copy_into(
+    session: Session, full_name: str, source: str, params: dict[str, tuple[Any, str]] | None = None
+) -> tuple[list[str], list[list[Any]]]:
+    query = None
+    if source.lstrip().startswith("("):
+        query, path, rest = _split_query(source.strip())
+        _projection(query, params or {}, "SELECT 1")  # a bad query fails even when no file is new
+    else:
+        match = re.match(r"\s*'((?:[^']|'')*)'\s*(.*)$", source, re.DOTALL)
+        if match is None:
+            raise SqlError(
+                "COPY_INTO_SYNTAX_ERROR", "COPY INTO needs FROM '<path>' or FROM (SELECT ... FROM '<path>')."
+            )
+        path, rest = match[1].replace("''", "'"), match[2]
     format_options, rest = _clause(rest, "FORMAT_OPTIONS")
     copy_options, rest = _clause(rest, "COPY_OPTIONS")
     fmt_match = re.search(r"FILEFORMAT\s*=\s*(\w+)", rest, re.IGNORECASE)
@@ -105,6 +167,15 @@ def copy_into(session: Session, full_name: str, source: str) -> tuple[list[str],
     catalog, schema, table = full_name.split(".")
     target = f"{quote(duck_catalog(catalog))}.{quote(schema)}.{quote(table)}"
     source_sql = reader(fmt, new, format_options)
+    if query is not None:
+        # the files with their /Volumes path (as `_metadata.file_path` shows it) and name next to the data
+        root = str(uc.volume_path(volume.volume))
+        prefix = "/Volumes/" + volume.volume.replace(".", "/")
+        path_sql = f"{_lit(prefix)} || substr(filename, {len(root) + 1}) AS {METADATA['file_path']}"
+        name_sql = f"regexp_extract(filename, '[^/]+$') AS {METADATA['file_name']}"
+        reader_sql = f"{source_sql[:-1]}, filename = true)"
+        files = f"SELECT * EXCLUDE (filename), {path_sql}, {name_sql} FROM {reader_sql}"  # noqa: S608
+        source_sql = f"({_projection(query, params or {}, files)}) AS {SOURCE}"
     with session.engine.locked([catalog]):
         cur = session.prepare_cursor()
         existing = {c["name"].lower(): c["name"] for c in session.engine.columns(cur, target)}

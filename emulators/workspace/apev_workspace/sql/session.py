@@ -24,6 +24,7 @@ from apev_workspace.core.exceptions import (
     ResourceDoesNotExist,
 )
 from apev_workspace.identity.models import Principal
+from apev_workspace.sql import functions
 from apev_workspace.sql import translate as t
 from apev_workspace.sql.copy_into import copy_into
 from apev_workspace.sql.engine import PLACEHOLDER, SYSTEM, Engine
@@ -74,6 +75,14 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("show_schemas", _re(rf"SHOW\s+(?:SCHEMAS|DATABASES)(?:\s+(?:IN|FROM)\s+(?P<name>{NAME}))?")),
     ("show_tables", _re(rf"SHOW\s+TABLES(?:\s+(?:IN|FROM)\s+(?P<name>{NAME}))?")),
     ("describe", _re(rf"DESC(?:RIBE)?\s+(?:TABLE\s+)?(?:EXTENDED\s+)?(?P<name>{NAME})")),
+    (
+        "set_mask",
+        _re(
+            rf"ALTER\s+TABLE\s+(?P<name>{NAME})\s+ALTER\s+COLUMN\s+(?P<column>`[^`]+`|\w+)\s+"
+            rf"(?:(?P<drop>DROP\s+MASK)|SET\s+MASK\s+(?P<fn>{NAME})(?:\s+USING\s+COLUMNS\s*\((?P<using>[^)]*)\))?)"
+        ),
+    ),
+    ("drop_function", _re(rf"DROP\s+(?:TEMPORARY\s+)?FUNCTION\s+(?P<ie>IF\s+EXISTS\s+)?(?P<name>{NAME})")),
     ("copy_into", _re(rf"COPY\s+INTO\s+(?P<name>{NAME})\s+FROM\s+(?P<source>.+)")),
     ("noop", _re(r"(?:OPTIMIZE|VACUUM|ANALYZE|REFRESH|SET|RESET|CACHE|UNCACHE)\b.*")),
 ]
@@ -278,11 +287,20 @@ class Session:
         rows = [[c["name"], c["type_text"], c.get("comment")] for c in table["columns"]]
         return Result.strings(["col_name", "data_type", "comment"], rows)
 
-    def _copy_into(self, m: re.Match[str], _: Any) -> Result:
+    def _copy_into(self, m: re.Match[str], params: Any) -> Result:
         full = self.qualify(m["name"], 3)
         self._check_catalog(full.split(".")[0])
-        names, rows = copy_into(self, full, m["source"])
+        names, rows = copy_into(self, full, m["source"], params)
         return Result([(n, "BIGINT", "LONG") for n in names], [[to_string(v) for v in r] for r in rows])
+
+    def _set_mask(self, m: re.Match[str], _: Any) -> Result:
+        using = [u.strip().strip("`") for u in (m["using"] or "").split(",") if u.strip()]
+        functions.set_mask(self, m["name"], m["column"].strip("`"), None if m["drop"] else m["fn"], using)
+        return Result()
+
+    def _drop_function(self, m: re.Match[str], _: Any) -> Result:
+        functions.drop_function(self, m["name"], bool(m["ie"]))
+        return Result()
 
     def _noop(self, m: re.Match[str], _: Any) -> Result:
         return Result()
@@ -320,6 +338,11 @@ class Session:
             else:
                 self.uc.authorize(self.who, "TABLE", ref.full_name, "MODIFY" if ref.write else "SELECT")
 
+    def column_masks(self, full_name: str) -> dict[str, dict[str, Any]]:
+        table = self.uc.tables.get(full_name) or {}
+        masks: dict[str, dict[str, Any]] = table.get("column_masks") or {}
+        return masks
+
     def prepare_cursor(self) -> Any:
         cur = self.engine.cursor()
         user = exp.Literal.string(self.who.name).sql(dialect="duckdb")
@@ -339,6 +362,11 @@ class Session:
         if not isinstance(tree, (*allowed, exp.Alter)):
             raise unsupported(f"The statement {type(tree).__name__.upper()}")
         meta: dict[str, Any] = {}
+        if isinstance(tree, exp.Create) and str(tree.args.get("kind") or "").upper() == "FUNCTION":
+            bound = t.bind_parameters(tree, params)
+            assert isinstance(bound, exp.Create)
+            functions.create_function(self, bound)
+            return Result()
         if isinstance(tree, exp.Create | exp.Drop):
             kind = str(tree.args.get("kind") or "").upper()
             if kind not in ("TABLE", "VIEW"):
@@ -354,6 +382,7 @@ class Session:
         tree = t.bind_parameters(tree, params)
         analysis = t.qualify(tree, self.catalog, self.schema)
         self.authorize(analysis, tree)
+        tree = functions.apply_masks(tree, self.column_masks)
         tree = t.rewrite_functions(tree)
         overwrite = isinstance(tree, exp.Insert) and bool(tree.args.get("overwrite"))
         if overwrite:

@@ -324,12 +324,26 @@ class UnityCatalog(Grants):
         with self._lock:
             previous = self.tables.get(full_name)
             obj = self._obj("TABLE", full_name, who, extra)
-            if previous is not None:  # CREATE OR REPLACE keeps owner, grants and id
+            if previous is not None:  # CREATE OR REPLACE keeps owner, grants, id and column masks
                 obj |= {k: previous[k] for k in ("owner", "id", "created_at", "created_by")}
+                if previous.get("column_masks"):  # a replace must never unmask a column silently
+                    obj["column_masks"] = previous["column_masks"]
             catalog, schema, name = full_name.split(".")
             obj |= {"name": name, "catalog_name": catalog, "schema_name": schema, "table_type": table_type}
             obj |= {k: extra[k] for k in ("view_definition", "partition_columns") if extra.get(k) is not None}
             self.tables[full_name] = obj
+            self._store.put("uc_table", full_name, obj)
+
+    def set_column_mask(self, full_name: str, column: str, mask: dict[str, Any] | None) -> None:
+        """Record (or with None remove) the column mask of one column; the SQL engine applies it on reads."""
+        with self._lock:
+            obj = self.tables[full_name]
+            masks = dict(obj.get("column_masks") or {})
+            if mask is None:
+                masks.pop(column, None)
+            else:
+                masks[column] = mask
+            obj["column_masks"] = masks
             self._store.put("uc_table", full_name, obj)
 
     def forget_table(self, full_name: str) -> None:
@@ -353,8 +367,10 @@ class UnityCatalog(Grants):
         return found
 
     def _table_info(self, meta: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in meta.items() if k not in ("id", "securable_type")}
-        out |= {"table_id": meta["id"], "table_type": info["table_type"], "columns": info["columns"]}
+        out = {k: v for k, v in meta.items() if k not in ("id", "securable_type", "column_masks")}
+        masks = meta.get("column_masks") or {}
+        columns = [c | ({"mask": masks[c["name"]]} if c["name"] in masks else {}) for c in info["columns"]]
+        out |= {"table_id": meta["id"], "table_type": info["table_type"], "columns": columns}
         if info["table_type"] != "VIEW":
             out["data_source_format"] = "DELTA"
             out["storage_location"] = f"file://{self.volumes_root.parent}/catalogs/{meta['catalog_name']}"
