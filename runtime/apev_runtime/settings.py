@@ -44,6 +44,9 @@ class DeliverySettings(BaseSettings):
     dlq_max_bytes: int = 524_288
     """Largest dead letter (value + headers); a larger value is cut to a prefix, so the DLQ never refuses it."""
     batch_size: int = 500
+    batch_time_budget_seconds: float = 120.0
+    """A batch handled one message at a time (after a failure) stops starting new messages after this long and
+    leaves the rest to the next poll; with `retry_timeout_seconds` it stays well under the 300 s poll interval."""
     event_spans: bool = False
     """Open a tracing span per consumed event (about 20 µs each); off, handlers still run inside the event's
     trace (its `traceparent` is the current context) and FastStream opens one span per batch."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import select, text
@@ -392,3 +393,34 @@ async def _last_record(h: Harness) -> Any:
         return batch[-1]
     finally:
         await consumer.stop()
+
+
+# A batch handled one at a time stays within its time budget, and still makes progress -------------------
+
+
+async def test_a_slow_fallback_leaves_the_rest_of_the_batch_to_the_next_poll(kafka_bootstrap: str, pg_url: str) -> None:
+    h = Harness(kafka_bootstrap, pg_url)
+    h.delivery.batch_time_budget_seconds = 0.5
+    events = [job_event() for _ in range(4)]
+    h.failures[events[0].id] = [TransientError("503")]  # fails the batch attempt: the rest go one at a time
+    for e in events:
+        h.slow[e.id] = 0.3  # each handled alone takes longer than the budget allows for all four
+    await create_topics(kafka_bootstrap, [h.topic, h.dlq], partitions=2)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:  # a backlog before the consumer starts, so the four arrive in one batch
+        for e in events:
+            rec = encode(e)
+            await producer.send_and_wait(h.topic, rec.value, key=rec.key, headers=rec.headers)
+    finally:
+        await producer.stop()
+    with structlog.testing.capture_logs() as logs:
+        await h.start()
+        try:
+            for e in events:
+                await wait_for(lambda e=e: _has_effect(h, e.id), timeout=30, what="every event's effect")
+            assert [await h.effects(e.id) for e in events] == [1, 1, 1, 1]
+            assert await h.dead_letters() == []
+        finally:
+            await h.stop()
+    assert any(entry["event"] == "batch_time_budget_spent" for entry in logs)

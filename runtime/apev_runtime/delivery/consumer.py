@@ -171,14 +171,17 @@ class SubscriberDelivery:
         self._m = _metrics(delivery.registry)
         self._counters: dict[tuple[str, str], Any] = {}
         self._stopped: set[TopicPartition] = set()
+        self._started = 0.0
+        self._alone = 0
 
     # --- the batch ------------------------------------------------------------------------------------
 
     async def handle(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """Handle one fetched batch; return when every record is durable, dead-lettered or sought back."""
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         first_seen = datetime.now(UTC)
         self._stopped = set()
+        self._alone = 0
         items: list[_Item] = []
         for record in records:
             if self._stopped and TopicPartition(record.topic, record.partition) in self._stopped:
@@ -288,6 +291,14 @@ class SubscriberDelivery:
     async def _single_unless_stopped(self, item: _Item, first_error: Exception | None = None) -> None:
         if item.tp in self._stopped:
             return
+        if self._alone and time.monotonic() - self._started > self.d.settings.batch_time_budget_seconds:
+            # Handled one at a time, a batch of slow failures could outlast the consumer's poll interval and
+            # cost its partitions; what is left is sought back and fetched again by the next poll. At least
+            # one message is always handled, so a batch that is slow every time still makes progress.
+            log.warning("batch_time_budget_spent", consumer=self.consumer, event_id=item.event.id)
+            self._seek_back(item.record)
+            return
+        self._alone += 1
         try:
             await self._single(item, first_error)
         except _Redeliver:

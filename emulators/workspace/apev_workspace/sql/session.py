@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -126,6 +128,7 @@ class Session:
         self.schema = schema or ("default" if catalog else None)
         self.cancelled = False
         self._cursor: Any = None
+        self._done = False
 
     # ------------------------------------------------------------------ entry points
     def run_script(self, text: str, params: dict[str, tuple[Any, str]] | None = None) -> Result:
@@ -141,12 +144,22 @@ class Session:
 
     def cancel(self) -> None:
         self.cancelled = True
-        if self._cursor is not None:
-            with contextlib.suppress(Exception):
-                self._cursor.interrupt()
+        # DuckDB's interrupt only stops a query already running: a cancel that lands between the cursor's
+        # preparation and `execute` would be lost. Keep interrupting until the statement has ended.
+        threading.Thread(target=self._interrupt_until_done, name="apev-sql-cancel", daemon=True).start()
+
+    def _interrupt_until_done(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._done:
+            cur = self._cursor
+            if cur is not None:
+                with contextlib.suppress(Exception):
+                    cur.interrupt()
+            time.sleep(0.02)
 
     def run(self, text: str, params: dict[str, tuple[Any, str]]) -> Result:
         body = _LEADING_COMMENTS.sub("", text, count=1)
+        self._done = False
         try:
             for kind, pattern in PATTERNS:
                 match = pattern.match(body)
@@ -161,6 +174,7 @@ class Session:
         except duckdb.Error as err:
             raise _from_duckdb(err) from None
         finally:
+            self._done = True
             cur, self._cursor = self._cursor, None
             if cur is not None:
                 with contextlib.suppress(Exception):
