@@ -173,6 +173,9 @@ def decode(
     content_type = header_map.get(HEADER_CONTENT_TYPE)
     if content_type is not None and content_type.split(";")[0].strip().lower() != CONTENT_TYPE:
         raise MalformedEnvelope(f"{content_type[:80]!r} is not {CONTENT_TYPE}", field=HEADER_CONTENT_TYPE)
+    fast = _decode_by_header(value, header_map.get(HEADER_CE_TYPE), topic)
+    if fast is not None:
+        return fast
     try:
         raw = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -208,6 +211,29 @@ def decode(
         if isinstance(exc, ValidationError):
             raise _contract_error(exc, InvalidPayload) from None
         raise
+
+
+def _decode_by_header(value: bytes, header_type: str | None, topic: str | None) -> CloudEvent[Any] | None:
+    """The common case in one validation: the `ce_type` header names the model, the value is parsed once. None
+    whenever anything is off (no header, unknown type, invalid value, a type that differs from the header's,
+    a missing `specversion`): `decode` then takes the long way, which names what is wrong."""
+    if header_type is None:
+        return None
+    try:
+        spec = spec_for_type(header_type)
+    except ContractError:
+        return None
+    if topic is not None:
+        base = topic.removesuffix(DLQ_SUFFIX)
+        if base in TOPICS and base != spec.topic:
+            return None
+    try:
+        event = event_class(spec.model).model_validate_json(value)
+    except ValidationError:
+        return None
+    if event.type != header_type or "specversion" not in event.model_fields_set:
+        return None
+    return event
 
 
 _EVENT_CLASSES: dict[type[BaseModel] | None, type[CloudEvent[Any]]] = {}
