@@ -43,6 +43,8 @@ from apev_workspace.notifications.delivery import WebhookSender
 from apev_workspace.notifications.events import Notifier
 from apev_workspace.notifications.models import Destinations
 from apev_workspace.pages import urls as pages_urls
+from apev_workspace.permissions import urls as permissions_urls
+from apev_workspace.permissions.models import Permissions
 from apev_workspace.registry import urls as registry_urls
 from apev_workspace.registry.models import Registry
 from apev_workspace.schedules.models import Scheduler
@@ -50,8 +52,6 @@ from apev_workspace.secrets import urls as secrets_urls
 from apev_workspace.secrets.models import Secrets
 from apev_workspace.serving import urls as serving_urls
 from apev_workspace.serving.models import Serving
-from apev_workspace.permissions import urls as permissions_urls
-from apev_workspace.permissions.models import Permissions
 from apev_workspace.sql import task as sql_task
 from apev_workspace.sql import urls as sql_urls
 from apev_workspace.sql.models import Sql

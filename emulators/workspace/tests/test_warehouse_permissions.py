@@ -39,7 +39,9 @@ def test_can_use_decides_who_runs_statements(w: WorkspaceClient, ws: RunningWork
     assert ok.status.state == sql.StatementState.SUCCEEDED
 
     # lock it down: PUT replaces the direct entries; the owner and admins keep theirs
-    w.warehouses.set_permissions(wid, access_control_list=[Ace(group_name="sql-people", permission_level=Level.CAN_USE)])
+    w.warehouses.set_permissions(
+        wid, access_control_list=[Ace(group_name="sql-people", permission_level=Level.CAN_USE)]
+    )
     got = _levels(w.warehouses.get_permissions(wid))
     assert got == {"admin@apev.local": "IS_OWNER", "sql-people": "CAN_USE", "admins": "CAN_MANAGE"}
     with pytest.raises(PermissionDenied, match="CAN_USE"):
@@ -68,9 +70,13 @@ def test_can_use_decides_who_runs_statements(w: WorkspaceClient, ws: RunningWork
             wid, access_control_list=[Ace(group_name="users", permission_level=Level.CAN_USE)]
         )
     with pytest.raises(InvalidParameterValue, match="does not exist"):
-        w.warehouses.update_permissions(wid, access_control_list=[Ace(group_name="nobody", permission_level=Level.CAN_USE)])
+        w.warehouses.update_permissions(
+            wid, access_control_list=[Ace(group_name="nobody", permission_level=Level.CAN_USE)]
+        )
     with pytest.raises(InvalidParameterValue, match="IS_OWNER"):
-        w.warehouses.update_permissions(wid, access_control_list=[Ace(group_name="users", permission_level=Level.IS_OWNER)])
+        w.warehouses.update_permissions(
+            wid, access_control_list=[Ace(group_name="users", permission_level=Level.IS_OWNER)]
+        )
     assert group.id
 
 
@@ -88,9 +94,7 @@ def test_sql_task_needs_can_use_for_its_run_as(w: WorkspaceClient, ws: RunningWo
     )  # fmt: skip
     refused = wait_run(w, w.jobs.run_now(job_id=job.job_id).run_id, timeout=60)
     assert refused.state.result_state == jobs.RunResultState.FAILED
-    assert "CAN_USE" in (refused.state.state_message or "") + str(
-        w.jobs.get_run_output(refused.tasks[0].run_id).error
-    )
+    assert "CAN_USE" in (refused.state.state_message or "") + str(w.jobs.get_run_output(refused.tasks[0].run_id).error)
     w.warehouses.update_permissions(
         wid, access_control_list=[Ace(service_principal_name=sp.application_id, permission_level=Level.CAN_USE)]
     )

@@ -85,7 +85,9 @@ class Permissions:
 
     def require(self, who: Principal, object_type: str, object_id: str, level: str, doing: str) -> None:
         if not self.has(who, object_type, object_id, level):
-            raise PermissionDenied(f"{who.name} does not have {level} permission on {object_type} {object_id} ({doing})")
+            raise PermissionDenied(
+                f"{who.name} does not have {level} permission on {object_type} {object_id} ({doing})"
+            )
 
     def grant(self, object_type: str, object_id: str, key: str, name: str, level: str) -> None:
         """Set one entry without the API's checks (the workspace's own setup, e.g. its starter warehouse)."""
