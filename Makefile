@@ -52,5 +52,7 @@ mcp: setup ## Run the MCP server simulator in the foreground (PORT=8785)
 sinks: setup ## Run the Slack, PagerDuty and SMTP stand-ins in the foreground (PORT=8790, SMTP_PORT=8025)
 	$(UV) run --frozen python -m apev_sinks --port $(or $(PORT),8790) --smtp-port $(or $(SMTP_PORT),8025)
 
-bench: setup ## Benchmarks on real Kafka + PostgreSQL; figures appended to bench/results/*.json
-	$(UV) run --frozen python bench/delivery_throughput.py --events $(or $(EVENTS),2000) --db $(or $(DB),postgres)
+bench: setup ## Benchmarks on real Kafka + PostgreSQL/SQLite; figures appended to bench/results/*.json
+	@eval "$$(bash deploy/postgres.sh | grep '^APEV_TEST_PG_URL=')" && export APEV_TEST_PG_URL && \
+	  $(UV) run --frozen python bench/delivery_throughput.py --events $(or $(EVENTS),3000) \
+	    --rounds $(or $(ROUNDS),3) --db $(or $(DB),postgres sqlite)

@@ -4,10 +4,12 @@ the delivery middleware (visible as its inbox row), and stops cleanly on SIGTERM
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,7 +37,7 @@ SERVICES = {
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-async def test_skeleton_lifecycle(service: str, kafka_bootstrap: str, pg_url: str) -> None:
+async def test_skeleton_lifecycle(service: str, kafka_bootstrap: str, pg_url: str, tmp_path: Path) -> None:
     prefix = f"s{uuid.uuid4().hex[:8]}."
     await create_topics(kafka_bootstrap, [prefix + t for t in all_topics()], partitions=2)
     port, schema, env_prefix = free_port(), f"{prefix.rstrip('.')}_{service}", service.upper()
@@ -48,6 +50,12 @@ async def test_skeleton_lifecycle(service: str, kafka_bootstrap: str, pg_url: st
         f"{env_prefix}_HTTP_PORT": str(port),
         f"{env_prefix}_LOG_FORMAT": "json",
     }
+    workspace = contextlib.ExitStack()
+    if service == "jobs":  # the jobs service needs a workspace: it writes the job the example asks for
+        from apev_workspace.testing import running_workspace
+
+        ws = workspace.enter_context(running_workspace(tmp_path / "ws"))
+        env |= {"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.admin_token, "JOBS_PUBLIC_URL": "http://127.0.0.1:9"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -108,6 +116,7 @@ async def test_skeleton_lifecycle(service: str, kafka_bootstrap: str, pg_url: st
             proc.kill()
             await proc.wait()
         await db.dispose()
+        workspace.close()
 
 
 def example_event(topic: str) -> CloudEvent[Any]:

@@ -72,7 +72,7 @@ class _RawProducer:
         self.broker, self.value, self.key, self.headers = broker, value, key, headers
 
     async def publish(self, cmd: KafkaPublishCommand) -> Any:
-        producer = self.broker.config.producer._producer.producer  # FastStream's started aiokafka producer
+        producer = self.broker.config.producer._producer.producer  # type: ignore[attr-defined]  # FastStream's aiokafka producer
         future = await producer.send(cmd.destination, value=self.value, key=self.key, headers=self.headers)
         return await future
 
@@ -191,7 +191,7 @@ def subscriber(
         **kwargs,
     )
     holder.append(sub)
-    sub.get_msg = _getmany(sub, max_records)  # type: ignore[method-assign]
+    sub.get_msg = _getmany(sub, max_records)  # type: ignore[method-assign,assignment]
     return Subscription(broker, sub, group_id, outside_calls=outside_calls)
 
 

@@ -23,7 +23,7 @@ from apev_contracts.common import (
 )
 from apev_contracts.naming import JobKind, job_name
 
-MAX_TASKS = 100
+MAX_TASKS = 1000  # Databricks allows up to 1000 tasks per job; responses page them 100 at a time
 MAX_TAGS = 25  # Databricks copies job tags to cluster tags, which are capped at 25
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 

@@ -69,6 +69,11 @@ class RunningWorkspace:
             response.raise_for_status()
             return dict(response.json()["counters"])
 
+    def set_notifications(self, enabled: bool) -> None:
+        """Turn every webhook notification off (a receiver that never hears) or back on."""
+        with self.admin_http() as http:
+            http.post("/__admin/notifications", json={"enabled": enabled}).raise_for_status()
+
     def reset_counters(self) -> None:
         with self.admin_http() as http:
             http.delete("/__admin/counters").raise_for_status()

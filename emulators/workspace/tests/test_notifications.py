@@ -291,3 +291,29 @@ def test_webhook_settings_are_validated(w: WorkspaceClient) -> None:
             "/api/2.2/jobs/create",
             body={"name": "bad-health", "health": bad_rule, "tasks": [py_task("t", path).as_dict()]},
         )
+
+
+def test_notifications_switched_off_send_nothing_until_switched_on(
+    w: WorkspaceClient, ws: RunningWorkspace, receiver: Receiver
+) -> None:
+    dest = _destination(w, receiver.url)
+    ok = upload(w, "/Shared/hooks/quiet.py", "print('fine')")
+    job = w.jobs.create(
+        name="hooks-quiet", tasks=[py_task("t", ok)], webhook_notifications=_hooks("on_start", "on_success", dest=dest)
+    ).job_id
+    ws.set_notifications(False)
+    wait_run(w, w.jobs.run_now(job).run_id)
+    time.sleep(0.3)
+    assert receiver.attempts == 0
+    with ws.admin_http() as http:
+        assert http.get("/__admin/notifications").json() == {"enabled": False, "suppressed": 2}
+        sp = w.service_principals.create(display_name="not-admin")
+        token = w.token_management.create_obo_token(application_id=sp.application_id).token_value
+        refused = http.post(
+            "/__admin/notifications", json={"enabled": True}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert refused.status_code == 403
+        assert http.post("/__admin/notifications", json={"enabled": "yes"}).status_code == 400
+    ws.set_notifications(True)
+    run = wait_run(w, w.jobs.run_now(job).run_id)
+    assert [e["run"]["run_id"] for e in receiver.wait_for(2)] == [run.run_id, run.run_id]

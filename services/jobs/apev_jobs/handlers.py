@@ -10,8 +10,12 @@ from apev_jobs.service import JobsService
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
 
+# The delivery kit's `outside_calls` mode: the event is handled alone, its inbox row written last, and the
+# service commits each step (request recorded with its token) before its Databricks call.
+OUTSIDE_CALLS = True
+
 
 def register(broker: KafkaBroker, service: JobsService, group: str) -> None:
-    @subscriber(broker, topics.JOB_REQUESTED, group_id=group)
+    @subscriber(broker, topics.JOB_REQUESTED, group_id=group, outside_calls=OUTSIDE_CALLS)
     async def on_job_requested(event: CloudEvent[JobRequested], tx: Tx) -> None:
-        await service.on_job_requested(event)
+        await service.on_job_requested(event, tx)  # run.finished follows from the webhook, not from here

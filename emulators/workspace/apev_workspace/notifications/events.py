@@ -56,6 +56,9 @@ class Notifier:
         self.workspace_id = workspace_id
         self._lock = lock
         self._warned: set[int] = set()  # run and task run ids whose duration warning went out
+        self.enabled = True
+        """Admin switch (`/__admin/notifications`): when off, nothing is sent (a lost-webhook scenario)."""
+        self.suppressed = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -105,7 +108,9 @@ class Notifier:
         self, hooks: dict[str, Any] | None, event: str, run: dict[str, Any], task: dict[str, Any] | None = None
     ) -> None:
         for hook in (hooks or {}).get(event) or []:
-            if hook.get("id"):
+            if hook.get("id") and not self.enabled:
+                self.suppressed += 1
+            elif hook.get("id"):
                 self.sender.enqueue(str(hook["id"]), payload(event, self.workspace_id, run, task))
 
     # ------------------------------------------------------------------ duration warnings

@@ -6,7 +6,11 @@ import base64
 import json
 from typing import Any
 
-from apev_workspace.core.http import Call
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from apev_workspace.core.exceptions import ApiError
+from apev_workspace.core.http import Call, error_response
 from apev_workspace.notifications.exceptions import InvalidParameterValue
 from apev_workspace.notifications.models import render
 
@@ -50,3 +54,23 @@ def list_destinations(call: Call) -> dict[str, Any]:
     if offset + size < len(items):
         out["next_page_token"] = base64.urlsafe_b64encode(json.dumps({"o": offset + size}).encode()).decode()
     return out
+
+
+async def admin_switch(request: Request) -> Response:
+    """`GET|POST /__admin/notifications` `{"enabled": bool}`: turn every webhook notification off or on."""
+    ws = request.app.state.workspace
+    try:
+        principal = ws.identity.authenticate(request.headers.get("authorization"))
+        if not principal.is_admin:
+            raise ApiError("Only workspace admins may switch notifications", error_code="PERMISSION_DENIED", status=403)
+        if request.method == "POST":
+            try:
+                body = json.loads(await request.body() or b"{}")
+            except ValueError:
+                raise InvalidParameterValue("Body must be JSON") from None
+            if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
+                raise InvalidParameterValue('Body must be {"enabled": true|false}')
+            ws.notifier.enabled = body["enabled"]
+    except ApiError as err:
+        return error_response(err)
+    return JSONResponse({"enabled": ws.notifier.enabled, "suppressed": ws.notifier.suppressed})

