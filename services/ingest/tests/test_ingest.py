@@ -56,8 +56,12 @@ def _refused(w: WorkspaceClient, statement: str) -> bool:
 
 def _records(stack: Stack, code: str, entity: str) -> list[dict[str, str]]:
     key = stack.mcp.tenant_key(code)
-    got = httpx.get(f"{stack.mcp.base_url}/api/v1/data/{entity}", params={"limit": 1000},
-                    headers={"Authorization": f"Bearer {key}"}, timeout=10)  # fmt: skip
+    got = httpx.get(
+        f"{stack.mcp.base_url}/api/v1/data/{entity}",
+        params={"limit": 1000},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
     got.raise_for_status()
     records: list[dict[str, str]] = got.json()
     assert 0 < len(records) < 1000
@@ -70,8 +74,11 @@ def _person(stack: Stack, name: str, group: str | None) -> WorkspaceClient:
     sp = w.service_principals.create(display_name=name)
     if group is not None:
         gid = next(iter(w.groups.list(filter=f'displayName eq "{group}"'))).id
-        w.groups.patch(str(gid), operations=[iam.Patch(op=iam.PatchOp.ADD, path="members", value=[{"value": sp.id}])],
-                       schemas=[iam.PatchSchema.URN_IETF_PARAMS_SCIM_API_MESSAGES_2_0_PATCH_OP])  # fmt: skip
+        w.groups.patch(
+            str(gid),
+            operations=[iam.Patch(op=iam.PatchOp.ADD, path="members", value=[{"value": sp.id}])],
+            schemas=[iam.PatchSchema.URN_IETF_PARAMS_SCIM_API_MESSAGES_2_0_PATCH_OP],
+        )
     token = w.token_management.create_obo_token(application_id=sp.application_id, lifetime_seconds=3600)
     return stack.ws.client(token=token.token_value)
 
@@ -85,19 +92,31 @@ def create_job(w: WorkspaceClient, request: JobRequested, run_as: str) -> int:
         extra: dict[str, Any] = {}
         if t.python_task is not None:
             extra["spark_python_task"] = jobs.SparkPythonTask(
-                python_file=t.python_task.python_file, parameters=list(t.python_task.parameters))  # fmt: skip
+                python_file=t.python_task.python_file, parameters=list(t.python_task.parameters)
+            )
         if t.sql_task is not None:
             extra["sql_task"] = jobs.SqlTask(
                 file=jobs.SqlTaskFile(path=t.sql_task.file, source=jobs.Source.WORKSPACE),
-                warehouse_id=t.sql_task.warehouse_id, parameters=dict(t.sql_task.parameters))  # fmt: skip
-        tasks.append(jobs.Task(task_key=t.task_key, depends_on=[jobs.TaskDependency(task_key=d.task_key)
-                               for d in t.depends_on] or None, timeout_seconds=t.timeout_seconds,
-                               max_retries=t.max_retries, **extra))  # fmt: skip
+                warehouse_id=t.sql_task.warehouse_id,
+                parameters=dict(t.sql_task.parameters),
+            )
+        tasks.append(
+            jobs.Task(
+                task_key=t.task_key,
+                depends_on=[jobs.TaskDependency(task_key=d.task_key) for d in t.depends_on] or None,
+                timeout_seconds=t.timeout_seconds,
+                max_retries=t.max_retries,
+                **extra,
+            )
+        )
     created = w.jobs.create(
-        name=request.job_name, tasks=tasks, tags=dict(spec.tags), timeout_seconds=spec.timeout_seconds,
+        name=request.job_name,
+        tasks=tasks,
+        tags=dict(spec.tags),
+        timeout_seconds=spec.timeout_seconds,
         parameters=[jobs.JobParameterDefinition(name=p.name, default=p.default) for p in spec.parameters],
         run_as=jobs.JobRunAs(service_principal_name=run_as),
-    )  # fmt: skip
+    )
     return int(created.job_id or 0)
 
 
@@ -106,15 +125,24 @@ def run_finished(run: jobs.Run, request: CloudEvent[Any], tenant: str, ds: str) 
     state = run.state
     assert state is not None and run.run_id is not None
     result = state.result_state.value if state.result_state else "FAILED"
-    payload = RunFinished.model_validate({
-        "tenant_id": tenant, "job_id": str(run.job_id), "run_id": str(run.run_id), "kind": "ingest", "key": ds,
-        "job_name": naming.job_name(tenant, "ingest", ds), "request_id": request.id,
-        "tags": naming.job_tags(tenant, "ingest", datasource_id=ds),
-        "state": {"life_cycle_state": "TERMINATED", "result_state": result},
-        "status": {"state": "TERMINATED"}, "outcome": "success" if result == "SUCCESS" else "failure",
-        "start_time": datetime.fromtimestamp((run.start_time or 0) / 1000, UTC),
-        "end_time": datetime.fromtimestamp((run.end_time or 0) / 1000, UTC), "run_page_url": run.run_page_url,
-    })  # fmt: skip
+    payload = RunFinished.model_validate(
+        {
+            "tenant_id": tenant,
+            "job_id": str(run.job_id),
+            "run_id": str(run.run_id),
+            "kind": "ingest",
+            "key": ds,
+            "job_name": naming.job_name(tenant, "ingest", ds),
+            "request_id": request.id,
+            "tags": naming.job_tags(tenant, "ingest", datasource_id=ds),
+            "state": {"life_cycle_state": "TERMINATED", "result_state": result},
+            "status": {"state": "TERMINATED"},
+            "outcome": "success" if result == "SUCCESS" else "failure",
+            "start_time": datetime.fromtimestamp((run.start_time or 0) / 1000, UTC),
+            "end_time": datetime.fromtimestamp((run.end_time or 0) / 1000, UTC),
+            "run_page_url": run.run_page_url,
+        }
+    )
     return new_event(payload, tenant_id=tenant, source="tests/jobs", id=run_finished_id(str(run.run_id), 0))
 
 
@@ -140,8 +168,14 @@ async def world(stack: Stack) -> dict[str, Any]:
     done = {t: wait_run(w, run_id, timeout=180) for t, (_, _, run_id, _) in runs.items()}
     for tenant, (ds, req, _, _) in runs.items():
         await stack.send(run_finished(done[tenant], req, tenant, ds))
-    return {"codes": {A: code_a, B: code_b}, "events": {A: ev_a, B: ev_b}, "requests": {A: req_a, B: req_b},
-            "runs": done, "jobs": {t: r[3] for t, r in runs.items()}, "provisioned_seconds": provisioned}  # fmt: skip
+    return {
+        "codes": {A: code_a, B: code_b},
+        "events": {A: ev_a, B: ev_b},
+        "requests": {A: req_a, B: req_b},
+        "runs": done,
+        "jobs": {t: r[3] for t, r in runs.items()},
+        "provisioned_seconds": provisioned,
+    }
 
 
 async def test_each_tenant_gets_its_layout_grants_scope_and_one_job_request(
@@ -166,12 +200,18 @@ async def test_each_tenant_gets_its_layout_grants_scope_and_one_job_request(
             apps[name] = str(sp.application_id)
             assert can_use[apps[name]] == {"CAN_USE"}
         pipeline = apps[naming.pipeline_principal(tenant)]
-        grants = {(a.principal, p.value) for a in w.grants.get("catalog", cat).privilege_assignments or []
-                  for p in a.privileges or []}  # fmt: skip
+        grants = {
+            (a.principal, p.value)
+            for a in w.grants.get("catalog", cat).privilege_assignments or []
+            for p in a.privileges or []
+        }
         assert {(pipeline, p) for p in ("USE_CATALOG", "SELECT", "MODIFY", "CREATE_TABLE", "CREATE_FUNCTION")} <= grants
         assert (naming.admins_group(tenant), "ALL_PRIVILEGES") in grants
-        bronze = {(a.principal, p.value) for a in w.grants.get("schema", f"{cat}.bronze").privilege_assignments or []
-                  for p in a.privileges or []}  # fmt: skip
+        bronze = {
+            (a.principal, p.value)
+            for a in w.grants.get("schema", f"{cat}.bronze").privilege_assignments or []
+            for p in a.privileges or []
+        }
         assert (naming.engineers_group(tenant), "MODIFY") in bronze
         assert (naming.engineers_group(tenant), "SELECT") not in bronze  # raw PII
         scope = naming.secret_scope(tenant)
@@ -183,8 +223,11 @@ async def test_each_tenant_gets_its_layout_grants_scope_and_one_job_request(
 
         code = world["codes"][tenant]
         assert base64.b64decode(key).decode().startswith(f"{code}_sk_")
-        integrations = httpx.get(f"{stack.mcp.base_url}/api/v1/integrations/status",
-                                 headers={"Authorization": f"Bearer {stack.mcp.tenant_key(code)}"}, timeout=10).json()  # fmt: skip
+        integrations = httpx.get(
+            f"{stack.mcp.base_url}/api/v1/integrations/status",
+            headers={"Authorization": f"Bearer {stack.mcp.tenant_key(code)}"},
+            timeout=10,
+        ).json()
         assert [i["integration_type"] for i in integrations] == [system]
         (request,) = stack.requests_for(tenant, "adp-1" if tenant == A else "ns-1")
         assert request.data.action.type == "run" and request.data.job is not None
@@ -217,19 +260,30 @@ async def test_the_requested_job_fills_gold_with_the_simulators_numbers(stack: S
         acc = pay[(r["PRACTICE_LOCATION"], r["PAY_DATE"][:7] + "-01")]
         acc[0] += 1
         acc[1] += Decimal(r["GROSS_PAY"])
-    got = _rows(w, f"SELECT practice_location, CAST(month AS STRING), payroll_runs, gross_pay FROM "
-                   f"{cat_a}.gold.payroll_summary ORDER BY 1, 2")  # fmt: skip
+    got = _rows(
+        w,
+        f"SELECT practice_location, CAST(month AS STRING), payroll_runs, gross_pay FROM "
+        f"{cat_a}.gold.payroll_summary ORDER BY 1, 2",
+    )
     assert [[r[0], r[1], Decimal(r[2] or 0), Decimal(r[3] or 0)] for r in got] == [
         [loc, m, n, g] for (loc, m), (n, g) in sorted(pay.items())
     ]
     q = Decimal("0.0001")
     expected = sorted(
-        [r["PRACTICE_LOCATION"], r["PERIOD_START"], Decimal(r["REVENUE"]), Decimal(r["NET_INCOME"]),
-         (Decimal(r["NET_INCOME"]) / Decimal(r["REVENUE"])).quantize(q, ROUND_HALF_UP)]
+        [
+            r["PRACTICE_LOCATION"],
+            r["PERIOD_START"],
+            Decimal(r["REVENUE"]),
+            Decimal(r["NET_INCOME"]),
+            (Decimal(r["NET_INCOME"]) / Decimal(r["REVENUE"])).quantize(q, ROUND_HALF_UP),
+        ]
         for r in _records(stack, world["codes"][B], "financials")
-    )  # fmt: skip
-    got = _rows(w, f"SELECT practice_location, CAST(month AS STRING), revenue, net_income, net_margin"
-                   f" FROM {cat_b}.gold.financial_summary ORDER BY 1, 2")  # fmt: skip
+    )
+    got = _rows(
+        w,
+        f"SELECT practice_location, CAST(month AS STRING), revenue, net_income, net_margin"
+        f" FROM {cat_b}.gold.financial_summary ORDER BY 1, 2",
+    )
     assert [[r[0], r[1], *(Decimal(x or 0) for x in r[2:])] for r in got] == expected
 
 
@@ -266,8 +320,14 @@ async def test_run_finished_records_progress_and_the_api_shows_it(stack: Stack, 
         assert got["state"] == "first_run_finished"
         assert got["last_run"]["run_page_url"] == run.run_page_url
         assert got["freshness"]["within_budget"] is True and got["freshness"]["budget_minutes"] == 60
-        assert {s["step"] for s in got["steps"]} >= {"catalog", "grants", "warehouse", "mcp_registration", "files",
-                                                     "job_requested"}  # fmt: skip
+        assert {s["step"] for s in got["steps"]} >= {
+            "catalog",
+            "grants",
+            "warehouse",
+            "mcp_registration",
+            "files",
+            "job_requested",
+        }
         assert (await http.get("/api/v1/datasources/ns-1")).status_code == 404  # B's
         page = (await http.get("/api/v1/datasources", params={"tenant": A, "limit": 1})).json()
         assert [d["datasource_id"] for d in page["datasources"]] == ["adp-1"] and page["next_cursor"] is None
@@ -320,10 +380,14 @@ async def test_data_changed_requests_one_run_and_a_burst_while_pending_none_more
 
 async def _delivered(stack: Stack, code: str, count: int) -> None:
     for _ in range(300):
-        got = httpx.get(f"{stack.mcp.base_url}/__admin/webhooks/deliveries",
-                        headers={"Authorization": f"Bearer {stack.mcp.admin_key}"}, timeout=10).json()  # fmt: skip
-        done = [d for d in got if d["tenant_code"] == code and d["type"] == "data.changed"
-                and d["status"] == "delivered"]  # fmt: skip
+        got = httpx.get(
+            f"{stack.mcp.base_url}/__admin/webhooks/deliveries",
+            headers={"Authorization": f"Bearer {stack.mcp.admin_key}"},
+            timeout=10,
+        ).json()
+        done = [
+            d for d in got if d["tenant_code"] == code and d["type"] == "data.changed" and d["status"] == "delivered"
+        ]
         if len(done) >= count:
             return
         await asyncio.sleep(0.1)
@@ -331,8 +395,15 @@ async def _delivered(stack: Stack, code: str, count: int) -> None:
 
 
 async def test_forged_stale_or_replayed_webhooks_get_401(stack: Stack, world: dict[str, Any]) -> None:
-    body = json.dumps({"id": str(uuid.uuid4()), "type": "data.changed", "tenant_code": world["codes"][B],
-                       "created_at": datetime.now(UTC).isoformat(), "data": {"changed": {"financials": 3}}}).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "data.changed",
+            "tenant_code": world["codes"][B],
+            "created_at": datetime.now(UTC).isoformat(),
+            "data": {"changed": {"financials": 3}},
+        }
+    ).encode()
     now = int(time.time())
     good = signed_headers(HOOK_SECRET, body, event="data.changed", delivery_id="d1", timestamp=now)
     forged = signed_headers("not-the-secret", body, event="data.changed", delivery_id="d1", timestamp=now)
@@ -384,8 +455,15 @@ async def test_a_databricks_5xx_half_way_is_retried_and_resumes_without_creating
 ) -> None:
     tenant, code = "tenant-c", stack.mcp.new_tenant("tc")
     stack.ws.reset_counters()
-    stack.ws.add_fault(method="POST", path="/api/2.1/unity-catalog/volumes", action="error", status=500,
-                       error_code="INTERNAL_ERROR", message="boom", count=2)  # fmt: skip
+    stack.ws.add_fault(
+        method="POST",
+        path="/api/2.1/unity-catalog/volumes",
+        action="error",
+        status=500,
+        error_code="INTERNAL_ERROR",
+        message="boom",
+        count=2,
+    )
     try:
         await stack.send(stack.created(tenant, "pms-1", "dentrix", ["production_kpis"], code))
         (request,) = await stack.wait_requests(tenant, "pms-1", 1)
