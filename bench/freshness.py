@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import tempfile
@@ -41,13 +40,13 @@ from apev_ingest.app import create_app as ingest_app
 from apev_ingest.settings import Settings as IngestSettings
 from apev_jobs.app import create_app as jobs_app
 from apev_jobs.settings import Settings as JobsSettings
-from apev_mcpsim.testing import RunningMcp, running_mcp
+from apev_mcpsim.testing import RunningMcp
 from apev_runtime.settings import DeliverySettings
 from apev_runtime.testing import create_topics
 from apev_stack.kafka import free_port
-from apev_workspace.testing import RunningWorkspace, running_workspace
+from apev_workspace.testing import RunningWorkspace
 
-SECRET = "bench-jwt-secret-0123456789abcdef0123456789"
+SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 (local stand-ins only)
 TENANT = "fresh-co"
 
 
@@ -117,13 +116,14 @@ async def run_e2e(ws: RunningWorkspace, mcp: RunningMcp, bootstrap: str, pg_url:
     prefix = f"f{uuid.uuid4().hex[:8]}."
     await create_topics(bootstrap, [prefix + t for t in all_topics()], partitions=2)
     jobs_port, ingest_port = free_port(), free_port()
-    jobs = JobsSettings(**_common(ws, bootstrap, pg_url, prefix, "jobs", jobs_port), webhook_password="hook",
+    jobs = JobsSettings(**_common(ws, bootstrap, pg_url, prefix, "jobs", jobs_port), webhook_password="hook",  # noqa: S106
                         reconcile_interval_seconds=2.0)  # fmt: skip
     tenants = Path(tempfile.mkdtemp()) / "tenants.yaml"
     tenants.write_text("defaults:\n  freshness_minutes: 60\n")
     ingest = IngestSettings(
         **_common(ws, bootstrap, pg_url, prefix, "ingest", ingest_port),
-        MCP_BASE_URL=mcp.base_url, MCP_API_KEY=mcp.admin_key, mcp_webhook_secret="mcp-hook", tenants_file=tenants,
+        MCP_BASE_URL=mcp.base_url, MCP_API_KEY=mcp.admin_key, mcp_webhook_secret="mcp-hook",  # noqa: S106
+        tenants_file=tenants,
     )  # fmt: skip
     code = mcp.new_tenant("fr")
     key = mcp.tenant_key(code)

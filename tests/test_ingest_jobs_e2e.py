@@ -15,7 +15,7 @@ from apev_mcpsim.testing import RunningMcp, running_mcp
 from apev_workspace.testing import RunningWorkspace, running_workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from freshness import run_e2e  # noqa: E402
+from freshness import run_e2e
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.e2e]
 
