@@ -43,6 +43,8 @@ from apev_workspace.notifications.delivery import WebhookSender
 from apev_workspace.notifications.events import Notifier
 from apev_workspace.notifications.models import Destinations
 from apev_workspace.pages import urls as pages_urls
+from apev_workspace.permissions import urls as permissions_urls
+from apev_workspace.permissions.models import Permissions
 from apev_workspace.registry import urls as registry_urls
 from apev_workspace.registry.models import Registry
 from apev_workspace.schedules.models import Scheduler
@@ -131,6 +133,8 @@ class Workspace:
         self.uc = UnityCatalog(self.store, self.lock, self.identity, data / "volumes")
         self.volume_files = VolumeFiles(self.uc)
         self.sql = Sql(self.store, self.lock, self.uc, data, public_url=lambda: self.settings.url)
+        self.permissions = Permissions(self.store, self.lock, self.identity)
+        self.sql.warehouses.bind(self.permissions)
         self.uc.system_exists = self.sql.system_tables.exists
         sql_task.bind(self.executor, self.sql)
         self.sql.listeners.append(lambda e: self.billing.record_statement(**e))  # SQL usage in system.billing
@@ -223,6 +227,7 @@ def build_app(workspace: Workspace) -> FaultMiddleware:
         *uc_urls.routes(),
         *volume_files_urls.routes(),
         *sql_urls.routes(),
+        *permissions_urls.routes(),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
     app = Starlette(routes=routes)

@@ -12,10 +12,11 @@ from apev_runtime.delivery.middleware import Tx
 
 
 def register(broker: KafkaBroker, service: IngestService, group: str) -> None:
-    @subscriber(broker, topics.DATASOURCE_CREATED, group_id=group)
+    # Provisioning calls Databricks and MCP: one event at a time, each step committed before its call.
+    @subscriber(broker, topics.DATASOURCE_CREATED, group_id=group, outside_calls=True)
     async def on_datasource_created(event: CloudEvent[DatasourceCreated], tx: Tx) -> None:
-        await service.on_datasource_created(event)
+        await service.on_datasource_created(event, tx)  # job.requested goes through the outbox on `tx`
 
     @subscriber(broker, topics.RUN_FINISHED, group_id=group)
     async def on_run_finished(event: CloudEvent[RunFinished], tx: Tx) -> None:
-        await service.on_run_finished(event)
+        await service.on_run_finished(event, tx)

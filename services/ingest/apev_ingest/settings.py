@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from apev_runtime.settings import ServiceSettings
@@ -12,3 +15,24 @@ class Settings(ServiceSettings):
 
     service_name: str = "ingest"
     consumer_group: str = "apev-ingest"
+
+    tenants_file: Path = Path("deploy/tenants.yaml")
+    """Tenant settings (ARCHITECTURE §8): MCP tenant code, freshness budgets per data source, ...; reloaded
+    when the file changes. Unknown tenants get the file's `defaults`."""
+    warehouse_id: str | None = Field(None, validation_alias="DATABRICKS_WAREHOUSE_ID")
+    """The SQL warehouse the tenant's principals get CAN_USE on and the ingestion job's SQL tasks use;
+    default: the first running warehouse."""
+    mcp_workspace_url: str | None = None
+    """The MCP URL the *workspace* reaches (stored in the tenant's secret scope as `mcp_base_url`); default:
+    the service's own `MCP_BASE_URL`."""
+    mcp_webhook_secret: SecretStr | None = None
+    """HMAC secret of MCP's webhooks to `POST /webhooks/mcp`; without it the endpoint refuses every call (401).
+    With `public_url` set, the service subscribes each tenant's MCP webhooks with it."""
+    webhook_tolerance_seconds: float = 300.0
+    pipeline_root: str = "/Shared/agentprovision/pipeline"
+    """Workspace folder of the pipeline's task files."""
+    page_size: int = 500
+    """Records per MCP request in the ingestion job."""
+    pending_run_max_age_seconds: float = 3 * 3600
+    """A coalesced run still pending after this long (its run.finished never came) no longer blocks a new one."""
+    metrics_refresh_seconds: float = 15.0

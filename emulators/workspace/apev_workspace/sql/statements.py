@@ -86,6 +86,7 @@ class Statements:
         wid = body.get("warehouse_id")
         if not wid:
             raise InvalidParameterValue("Missing required field: warehouse_id")
+        self.warehouses.require_use(who, str(wid))
         self.warehouses.ensure_running(str(wid))
         wait = parse_wait_timeout(body.get("wait_timeout"))
         on_timeout = str(body.get("on_wait_timeout") or "CONTINUE").upper()

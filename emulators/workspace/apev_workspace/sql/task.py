@@ -76,7 +76,9 @@ def run_sql_task(ex: Executor, run: dict[str, Any], task: dict[str, Any]) -> Sql
     if not warehouse_id:
         raise TaskSetupError("sql_task needs warehouse_id")
     values = context_for(run, task)
+    principal = ex.identity.principal_for(run["run_as"]["kind"], run["run_as"]["id"])
     try:
+        sql.warehouses.require_use(principal, str(warehouse_id))
         sql.warehouses.ensure_running(str(warehouse_id))
         path = substitute(file["path"], values)
         _, content = ex.files.read(path)
@@ -91,5 +93,4 @@ def run_sql_task(ex: Executor, run: dict[str, Any], task: dict[str, Any]) -> Sql
         raise TaskSetupError(str(err)) from None
     except ApiError as err:
         raise TaskSetupError(f"Cannot run sql_task: {err.message}") from None
-    principal = ex.identity.principal_for(run["run_as"]["kind"], run["run_as"]["id"])
     return SqlTaskHandle(sql, str(warehouse_id), sql.session(principal), content.decode("utf-8"), params)

@@ -11,7 +11,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from apev_workspace.core.store import Store
-from apev_workspace.identity.models import Principal, require_admin
+from apev_workspace.identity.models import USERS, Principal, require_admin
+from apev_workspace.permissions.models import WAREHOUSE_LEVELS, ObjectType, Permissions
 from apev_workspace.sql.exceptions import InvalidParameterValue, InvalidState, ResourceDoesNotExist
 
 DEFAULT_NAME = "Local Starter Warehouse"
@@ -37,6 +38,22 @@ class Warehouses:
         self._lock = lock
         self._public_url = public_url
         self.items: dict[str, dict[str, Any]] = store.load("sql_warehouse")
+        self.permissions: Permissions | None = None
+
+    def bind(self, permissions: Permissions) -> None:
+        """Warehouse ACLs (`/api/2.0/permissions/warehouses/{id}`): running a statement needs CAN_USE."""
+        self.permissions = permissions
+        permissions.register("warehouses", ObjectType(WAREHOUSE_LEVELS, "/sql/warehouses/", self._owner))
+
+    def _owner(self, wid: str) -> str | None:
+        item = self.items.get(wid)
+        return None if item is None or item["state"] == "DELETED" else str(item["creator_name"])
+
+    def require_use(self, who: Principal, wid: str) -> None:
+        """CAN_USE (or more) on the warehouse, as Databricks checks before it runs a statement."""
+        self.get(wid)
+        if self.permissions is not None:
+            self.permissions.require(who, "warehouses", wid, "CAN_USE", "running a statement")
 
     def ensure_default(self, creator: Principal) -> None:
         """The warehouse made at the workspace's first start (never again, even if it is deleted)."""
@@ -44,6 +61,10 @@ class Warehouses:
             if self._store.load("sql_meta").get("default_warehouse"):
                 return
             wid = self.create(creator, {"name": DEFAULT_NAME, "cluster_size": "2X-Small", "auto_stop_mins": 0})
+            if self.permissions is not None:
+                # as Databricks' starter warehouse: every workspace user may use it (a locked-down
+                # workspace removes this entry with a PUT of the warehouse's permissions)
+                self.permissions.grant("warehouses", wid, "group_name", USERS, "CAN_USE")
             self._store.put("sql_meta", "default_warehouse", wid)
 
     def _save(self, item: dict[str, Any]) -> None:

@@ -1,0 +1,136 @@
+"""Get-or-create calls to the workspace (databricks-sdk, in worker threads) and to the MCP server.
+
+Each function reads before it writes, so a step resumed after a failure half-way creates nothing twice;
+`ResourceAlreadyExists` from a concurrent creator is treated as success.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import NotFound, ResourceAlreadyExists
+from databricks.sdk.service import catalog, sql
+from databricks.sdk.service.workspace import AclPermission, ImportFormat
+
+from apev_runtime.errors import PermanentError
+
+T = TypeVar("T")
+
+
+def _get_or_create(get: Callable[[], T], create: Callable[[], T]) -> tuple[T, bool]:
+    """(the object, whether this call created it)."""
+    try:
+        return get(), False
+    except NotFound:
+        pass
+    try:
+        return create(), True
+    except ResourceAlreadyExists:
+        return get(), False
+
+
+def ensure_catalog(w: WorkspaceClient, name: str, comment: str) -> bool:
+    _, created = _get_or_create(lambda: w.catalogs.get(name), lambda: w.catalogs.create(name=name, comment=comment))
+    return created
+
+
+def ensure_schema(w: WorkspaceClient, catalog_name: str, schema: str, comment: str | None = None) -> bool:
+    _, created = _get_or_create(
+        lambda: w.schemas.get(f"{catalog_name}.{schema}"),
+        lambda: w.schemas.create(name=schema, catalog_name=catalog_name, comment=comment),
+    )
+    return created
+
+
+def ensure_volume(w: WorkspaceClient, catalog_name: str, schema: str, volume: str) -> bool:
+    _, created = _get_or_create(
+        lambda: w.volumes.read(f"{catalog_name}.{schema}.{volume}"),
+        lambda: w.volumes.create(
+            catalog_name=catalog_name, schema_name=schema, name=volume, volume_type=catalog.VolumeType.MANAGED
+        ),
+    )
+    return created
+
+
+def ensure_group(w: WorkspaceClient, name: str) -> str:
+    """The group's id."""
+    found = list(w.groups.list(filter=f'displayName eq "{name}"', attributes="id,displayName"))
+    if found:
+        return str(found[0].id)
+    return str(w.groups.create(display_name=name).id)
+
+
+def ensure_service_principal(w: WorkspaceClient, name: str) -> str:
+    """The service principal's application id (what grants, ACLs and `run_as` name it by)."""
+    found = list(w.service_principals.list(filter=f'displayName eq "{name}"'))
+    sp = found[0] if found else w.service_principals.create(display_name=name)
+    return str(sp.application_id)
+
+
+Grant = tuple[str, str, str, Sequence[str]]  # (securable type, full name, principal, privileges)
+
+
+def apply_grants(w: WorkspaceClient, grants: Sequence[Grant]) -> None:
+    """Adding privileges already held is a no-op on Unity Catalog, so this is safe to resume."""
+    for securable, full_name, principal, privileges in grants:
+        change = catalog.PermissionsChange(principal=principal, add=[catalog.Privilege(p) for p in privileges])
+        w.grants.update(securable, full_name, changes=[change])
+
+
+def default_warehouse(w: WorkspaceClient) -> str:
+    warehouses = list(w.warehouses.list())
+    running = [x for x in warehouses if x.state == sql.State.RUNNING] or warehouses
+    if not running:
+        raise PermanentError("the workspace has no SQL warehouse; set DATABRICKS_WAREHOUSE_ID")
+    return str(running[0].id)
+
+
+def grant_can_use(
+    w: WorkspaceClient, warehouse_id: str, *, groups: Sequence[str] = (), service_principals: Sequence[str] = ()
+) -> None:
+    """CAN_USE on the warehouse (PATCH: adds to what others were granted)."""
+    level = sql.WarehousePermissionLevel.CAN_USE
+    acl = [sql.WarehouseAccessControlRequest(group_name=g, permission_level=level) for g in groups]
+    acl += [
+        sql.WarehouseAccessControlRequest(service_principal_name=s, permission_level=level) for s in service_principals
+    ]
+    w.warehouses.update_permissions(warehouse_id, access_control_list=acl)
+
+
+def ensure_secret_scope(w: WorkspaceClient, scope: str) -> bool:
+    if any(s.name == scope for s in w.secrets.list_scopes()):
+        return False
+    try:
+        w.secrets.create_scope(scope=scope)
+    except ResourceAlreadyExists:
+        return False
+    return True
+
+
+def secret_keys(w: WorkspaceClient, scope: str) -> set[str]:
+    return {str(s.key) for s in w.secrets.list_secrets(scope=scope)}
+
+
+def put_secret(w: WorkspaceClient, scope: str, key: str, value: str) -> None:
+    w.secrets.put_secret(scope=scope, key=key, string_value=value)
+
+
+def set_read_acl(w: WorkspaceClient, scope: str, principal: str) -> None:
+    """READ for `principal`; every other entry but the service's own MANAGE is removed (pipeline only)."""
+    me = w.current_user.me().user_name
+    for acl in w.secrets.list_acls(scope=scope):
+        if acl.principal not in (principal, me):
+            w.secrets.delete_acl(scope=scope, principal=str(acl.principal))
+    current = {a.principal: a.permission for a in w.secrets.list_acls(scope=scope)}
+    if current.get(principal) != AclPermission.READ:
+        w.secrets.put_acl(scope=scope, principal=principal, permission=AclPermission.READ)
+
+
+def upload_file(w: WorkspaceClient, path: str, content: str) -> None:
+    w.workspace.mkdirs(path.rsplit("/", 1)[0])
+    w.workspace.import_(
+        path=path, content=base64.b64encode(content.encode()).decode(), format=ImportFormat.AUTO, overwrite=True
+    )
