@@ -272,7 +272,7 @@ def routes(service: MonitorService, verifier: JwtVerifier | None) -> list[BaseRo
                     "event_id": r.event_id,
                 }
             )
-        out = [{**d, "dbus": str(d["dbus"]), "dollars": str(d["dollars"])} for d in days.values()]
+        out = [{**d, "dbus": _money(d["dbus"]), "dollars": _money(d["dollars"])} for d in days.values()]
         return JSONResponse({"tenant_id": tenant, "from": first.isoformat(), "to": last.isoformat(), "days": out})
 
     @guarded(READ_ROLES)
@@ -293,6 +293,11 @@ def routes(service: MonitorService, verifier: JwtVerifier | None) -> list[BaseRo
         Route(f"{API}/tenants/{{tenant_id:str}}/cost", tenant_cost, methods=["GET"]),
         Route(f"{API}/tenants/{{tenant_id:str}}/agents/cost-per-1k", agent_cost, methods=["GET"]),
     ]
+
+
+def _money(value: Any) -> str:
+    """Cost samples carry 6 decimal places (the contract's money precision)."""
+    return str(Decimal(value).quantize(Decimal("0.000001")))
 
 
 def _silence(row: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -21,13 +21,13 @@ class DlqOffsets:
             await consumer.start()
             self._consumer = consumer
         consumer = self._consumer
-        existing = await consumer.topics()
+        # `topics()` answers names only; the partitions come from the same metadata request's cluster view.
+        cluster = await consumer._client.fetch_all_metadata()
         names = {self.prefix + dlq_topic(t): dlq_topic(t) for t in TOPICS}
         partitions = [
             TopicPartition(physical, p)
             for physical in names
-            if physical in existing
-            for p in sorted(consumer.partitions_for_topic(physical) or ())
+            for p in sorted(cluster.partitions_for_topic(physical) or ())
         ]
         if not partitions:
             return {}
