@@ -157,7 +157,9 @@ class BillingSampler:
         endpoints: dict[str, Any] = {r.endpoint_name: r for r in await tx.execute(select(tables.endpoints))}
         # Tagged serving usage teaches endpoint -> tenant (and agent) for the untagged rows.
         for row in rows:
-            if row["endpoint_name"] and row["tenant_id"] and row["endpoint_name"] not in endpoints:
+            known = endpoints.get(row["endpoint_name"]) if row["endpoint_name"] else None
+            learned = known is None or (row["agent_id"] and known.agent_id != row["agent_id"])
+            if row["endpoint_name"] and row["tenant_id"] and learned:
                 values = {"tenant_id": row["tenant_id"], "agent_id": row["agent_id"], "updated_at": now}
                 await upsert(tx, tables.endpoints, {"endpoint_name": row["endpoint_name"]}, values)
                 endpoints[row["endpoint_name"]] = _Owner(row["tenant_id"], row["agent_id"])
