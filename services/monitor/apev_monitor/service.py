@@ -141,7 +141,7 @@ class MonitorService:
         offsets = await self.dlq.end_offsets()
         async with self.db.transaction() as tx:
             for topic, end in offsets.items():
-                await tx.execute(tables.dlq_offsets.insert().values(topic=topic, at=now, end_offset=end))
+                await upsert(tx, tables.dlq_offsets, {"topic": topic, "at": now}, {"end_offset": end})
             await tx.execute(tables.dlq_offsets.delete().where(tables.dlq_offsets.c.at < now - DLQ_SNAPSHOT_RETENTION))
         return offsets
 
