@@ -1,4 +1,5 @@
-"""Translate: events in -> monitor service calls. Delivery (inbox, retries, DLQ) is the runtime's."""
+"""Translate: events in -> monitor service calls. Delivery (inbox, retries, DLQ) is the runtime's. The
+handlers only write state, so they stay batched; notifications are sent by the notifier, not from here."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from apev_runtime.delivery.middleware import Tx
 def register(broker: KafkaBroker, service: MonitorService, group: str) -> None:
     @subscriber(broker, topics.RUN_FINISHED, group_id=group)
     async def on_run_finished(event: CloudEvent[RunFinished], tx: Tx) -> None:
-        await service.on_run_finished(event)
+        await service.on_run_finished(event, tx)
 
     @subscriber(broker, topics.COST_SAMPLED, group_id=group)
     async def on_cost_sampled(event: CloudEvent[CostSampled], tx: Tx) -> None:
-        await service.on_cost_sampled(event)
+        await service.on_cost_sampled(event, tx)
 
     @subscriber(broker, topics.SERVING_LATENCY_SAMPLED, group_id=group)
     async def on_serving_latency_sampled(event: CloudEvent[ServingLatencySampled], tx: Tx) -> None:
-        await service.on_serving_latency_sampled(event)
+        await service.on_serving_latency_sampled(event, tx)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from apev_runtime.settings import ServiceSettings
@@ -12,3 +15,39 @@ class Settings(ServiceSettings):
 
     service_name: str = "monitor"
     consumer_group: str = "apev-monitor"
+
+    rules_file: Path | None = None
+    """Alert rules (schema in `apev_monitor/rules.py`); default: the packaged `rules.yaml`. Invalid: no start."""
+    tenants_file: Path = Path("deploy/tenants.yaml")
+    """Tenant settings (ARCHITECTURE §8): `daily_dbu_budget`, `freshness_minutes`; reloaded when it changes."""
+
+    evaluate_interval_seconds: float = 15.0
+    """How often the leader replica evaluates the rules and groups what to notify."""
+    notify_interval_seconds: float = 1.0
+    """How often due notifications are delivered (and failed ones retried)."""
+    sample_interval_seconds: float = 900.0
+    """How often the billing sampler re-reads `system.billing.usage` (needs DATABRICKS_HOST/TOKEN)."""
+    sample_days: int = 3
+    """Usage days re-read each cycle (today included), so late corrections publish an updated sample."""
+    warehouse_id: str | None = Field(None, validation_alias="DATABRICKS_WAREHOUSE_ID")
+    """Warehouse of the sampler's statements; default: the first running warehouse."""
+
+    slack_webhooks: dict[str, SecretStr] = Field(default_factory=dict)
+    """Slack incoming webhook URL per name (`alerts`, `billing`, ...); rules name one (`slack_webhook`).
+    A rule whose webhook is not configured falls back to `alerts`; none configured: Slack is skipped."""
+    pagerduty_events_url: str = "https://events.pagerduty.com"
+    pagerduty_routing_key: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    email_from: str = "apev-monitor@localhost"
+    email_to: list[str] = Field(default_factory=list)
+    notification_ttl_seconds: float = 3600.0
+    """A notification not delivered within this long is marked expired (every attempt stays recorded)."""
+    notify_timeout_seconds: float = 10.0
+    breaker_failures: int = 5
+    breaker_cool_down_seconds: float = 30.0
+    console_base_url: str | None = None
+    """Where links in notifications point for alerts without a run page (default: `public_url`)."""
