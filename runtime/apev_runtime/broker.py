@@ -151,9 +151,10 @@ def subscriber(
     """A subscriber with the settings §4 requires: an explicit group, reading from the earliest offset when the
     group is new (events published before a service first starts are not skipped), batched consumption.
 
-    `outside_calls=True` for a handler that waits on an outside system: one event at a time, the inbox row
-    written last, the handler free to `await tx.commit()` a step before the call (see `Tx`). `batch_size`
-    bounds a batch's transaction (default `DELIVERY_BATCH_SIZE`).
+    `outside_calls=True` for a handler that waits on an outside system: each event handled alone in its own
+    transactions, the inbox row written last, the handler free to `await tx.commit()` a step before the call
+    (see `Tx`); offsets are still committed once per fetched batch (`DELIVERY_OUTSIDE_CALLS_BATCH_SIZE`).
+    `batch_size` bounds a batch (default `DELIVERY_BATCH_SIZE`).
     """
     if not group_id:
         raise ValueError("a consumer needs an explicit group_id (at-least-once delivery commits per group)")
@@ -161,7 +162,8 @@ def subscriber(
         raise TypeError("subscriber() needs a broker made by make_broker()")
     kwargs.setdefault("auto_offset_reset", "earliest")
     kwargs.setdefault("max_poll_interval_ms", MAX_POLL_INTERVAL_MS)
-    max_records = 1 if outside_calls else (batch_size or broker.delivery.settings.batch_size)
+    settings = broker.delivery.settings
+    max_records = batch_size or (settings.outside_calls_batch_size if outside_calls else settings.batch_size)
     holder: list[BatchSubscriber] = []
 
     async def parse(records: tuple[ConsumerRecord[Any, Any], ...]) -> KafkaAckableMessage:

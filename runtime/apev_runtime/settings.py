@@ -44,6 +44,9 @@ class DeliverySettings(BaseSettings):
     dlq_max_bytes: int = 524_288
     """Largest dead letter (value + headers); a larger value is cut to a prefix, so the DLQ never refuses it."""
     batch_size: int = 500
+    outside_calls_batch_size: int = 50
+    """Records fetched at once by an `outside_calls` subscriber: each is handled alone, the offsets committed
+    once for all (the batch's time budget still bounds how long that takes)."""
     batch_time_budget_seconds: float = 120.0
     """A batch handled one message at a time (after a failure) stops starting new messages after this long and
     leaves the rest to the next poll; with `retry_timeout_seconds` it stays well under the 300 s poll interval."""
