@@ -66,8 +66,8 @@ def test_writeback_fields_of_the_demo_insights_exist_and_are_validated() -> None
             b.update("acme", "adp", {**body, "changes": bad}, f"k-{bad}")
         assert err.value.status == 422
     for entity, entity_id in (("financials", "FIN-001-2025-12"), ("journal_entries", "JE0000001")):
-        change = {"entity_type": entity, "entity_id": entity_id, "reason": "variance",
-                  "changes": {"REVIEW_STATUS": "in_review", "REVIEW_NOTE": "Expenses 30% over trailing mean"}}  # fmt: skip
+        review = {"REVIEW_STATUS": "in_review", "REVIEW_NOTE": "Expenses 30% over trailing mean"}
+        change = {"entity_type": entity, "entity_id": entity_id, "reason": "variance", "changes": review}
         assert b.update("acme", "netsuite", change, f"n-{entity}")[0] == 200
 
 

@@ -32,7 +32,7 @@ BLOCKS = [
 class _App(BaseHTTPRequestHandler):
     received: list[tuple[dict[str, str], bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
         self.send_response(200)
@@ -65,9 +65,13 @@ def test_click_sends_a_signed_block_actions_request_and_response_url_updates_are
         forged = alert_sinks.click(message.id, "reject", "U1", signature="forged", timestamp_offset=-400)
         headers, body = _App.received[-1]
         assert forged["status"] == 200 and int(headers["x-slack-request-timestamp"]) < int(ts) - 300
-        assert headers["x-slack-signature"] != "v0=" + hmac.new(
-            SECRET.encode(), f"v0:{headers['x-slack-request-timestamp']}:".encode() + body, hashlib.sha256
-        ).hexdigest()
+        assert (
+            headers["x-slack-signature"]
+            != "v0="
+            + hmac.new(
+                SECRET.encode(), f"v0:{headers['x-slack-request-timestamp']}:".encode() + body, hashlib.sha256
+            ).hexdigest()
+        )
 
         for i in range(6):
             r = httpx.post(payload["response_url"], json={"replace_original": True, "text": f"Approved by dana {i}"})

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from fastapi import APIRouter, HTTPException, Request, Response
