@@ -81,7 +81,9 @@ class WritebackService:
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         stmt = dialect.insert(tables.tenant_codes).values(tenant_id=ds.tenant_id, **values)
         await tx.execute(stmt.on_conflict_do_update(index_elements=["tenant_id"], set_=values))
-        log.info("mcp_tenant_code_learned", tenant_id=ds.tenant_id, mcp_tenant_code=ds.mcp_tenant_code)
+        log.info(
+            "mcp_tenant_code_learned", event_id=event.id, tenant_id=ds.tenant_id, mcp_tenant_code=ds.mcp_tenant_code
+        )
 
     async def mcp_code(self, conn: AsyncConnection, tenant_id: str) -> str | None:
         """From the tenant settings, else from the tenant's `datasource.created`; never a guess."""
@@ -98,10 +100,11 @@ class WritebackService:
             raise PermanentError(f"insight tenant_id {ins.tenant_id!r} differs from the event's {event.tenantid!r}")
         row = await self._row(tx, ins.tenant_id, ins.insight_id)
         if row is None:
-            await self._record(tx, event)
-            await tx.commit()  # the policy's decision is durable before any outside call
-            row = await self._row(tx, ins.tenant_id, ins.insight_id)
-            assert row is not None
+            # The policy's decision is durable before any outside call: held/rejected rows commit here, pending
+            # ones with the attempt record in `_apply` (one commit fewer per auto-applied insight).
+            row = await self._record(tx, event)
+            if row.state != "pending":
+                await tx.commit()
         if row.state == "held" and row.slack_posted_at is None:
             await self._post_for_approval(tx, row)
         elif row.state == "pending":
@@ -109,7 +112,7 @@ class WritebackService:
             if outcome == "failed":
                 raise PermanentError(f"MCP refused the write-back of insight {ins.insight_id!r}: {detail}")
 
-    async def _record(self, tx: AsyncConnection, event: CloudEvent[InsightCreated]) -> None:
+    async def _record(self, tx: AsyncConnection, event: CloudEvent[InsightCreated]) -> Row[Any]:
         ins = event.data
         policy = self.tenants.get(ins.tenant_id).writeback_policy
         decision = decide(policy, ins.target_system, ins.entity_type, list(ins.changes), ins.confidence)
@@ -126,11 +129,18 @@ class WritebackService:
             )
         )  # fmt: skip
         await self._audit(tx, ins.tenant_id, ins.insight_id, decision.action, "policy", None, "taken", decision.reason)
-        log.info("insight_recorded", tenant_id=ins.tenant_id, insight_id=ins.insight_id, policy=decision.action)
+        log.info(
+            "insight_recorded",
+            event_id=event.id,
+            tenant_id=ins.tenant_id,
+            insight_id=ins.insight_id,
+            policy=decision.action,
+        )
+        row = await self._row(tx, ins.tenant_id, ins.insight_id)
+        assert row is not None
         if state in ("held", "rejected"):
-            row = await self._row(tx, ins.tenant_id, ins.insight_id)
-            assert row is not None
             await self._publish(tx, row, state, detail=decision.reason)
+        return row
 
     # ================================================================ the write-back
     async def _apply(self, conn: AsyncConnection, row: Row[Any], *, via: str) -> tuple[str, str | None]:

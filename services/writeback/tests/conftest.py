@@ -198,9 +198,12 @@ def writeback_settings(
         "log_format": "console",
         "log_level": "WARNING",
         "delivery": DeliverySettings(
-            retry_attempts=3, retry_timeout_seconds=10, retry_initial_wait_seconds=0.05, retry_max_wait_seconds=0.3,
+            retry_attempts=3,
+            retry_timeout_seconds=10,
+            retry_initial_wait_seconds=0.05,
+            retry_max_wait_seconds=0.3,
             breaker_pause_seconds=1.0,
-        ),  # fmt: skip
+        ),
         **over,
     }
     return Settings(**values)

@@ -145,9 +145,7 @@ async def test_404_is_dead_lettered_with_mcps_detail_and_409_is_a_conflict(stack
     stale = stack.insight(t, "E00013", expected_version="5")  # the record is at version 1
     await stack.send(missing, stale)
     await until(lambda: stack.outcomes_of(stale.data.insight_id) == ["conflict"], what="conflict")
-    await until(
-        lambda: any(r.key.decode() == t.tenant_id for r in stack.dead), what="the 404 in insight.created.dlq"
-    )
+    await until(lambda: any(r.key.decode() == t.tenant_id for r in stack.dead), what="the 404 in insight.created.dlq")
     (letter,) = [r for r in stack.dead if r.key.decode() == t.tenant_id]
     headers = {k: v.decode() for k, v in letter.headers}
     assert headers["x-apev-dlq-reason"] == "permanent"
