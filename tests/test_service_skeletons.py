@@ -31,7 +31,7 @@ SERVICES = {
     "ingest": ["datasource.created", "run.finished"],
     "jobs": ["job.requested"],
     "serving": ["run.finished", "endpoint.scale.requested"],
-    "writeback": ["insight.created"],
+    "writeback": ["insight.created", "datasource.created"],
     "monitor": ["run.finished", "cost.sampled", "serving.latency.sampled"],
 }
 

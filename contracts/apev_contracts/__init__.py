@@ -35,6 +35,7 @@ from apev_contracts.events import (
     TaskRun,
     TaskSpec,
     TerminationDetails,
+    WritebackOutcomeRecorded,
     run_outcome,
 )
 from apev_contracts.registry import EventSpec, all_specs, spec_for_model, spec_for_topic, spec_for_type
@@ -70,6 +71,7 @@ __all__ = [
     "TopicMismatch",
     "UnknownEventType",
     "UnsupportedVersion",
+    "WritebackOutcomeRecorded",
     "all_specs",
     "decode",
     "encode",

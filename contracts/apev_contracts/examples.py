@@ -18,6 +18,7 @@ from apev_contracts.events import (
     JobRequested,
     RunFinished,
     ServingLatencySampled,
+    WritebackOutcomeRecorded,
 )
 
 TENANT = "acme-dental"
@@ -125,5 +126,20 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
             reason="p95 812 ms > 500 ms for 5 minutes",
             observed_p95_ms=812.0,
             threshold_ms=500.0,
+        ),
+        WritebackOutcomeRecorded: WritebackOutcomeRecorded(
+            tenant_id=TENANT,
+            insight_id="ins-1",
+            agent_id="retention-agent",
+            target_system="adp",
+            entity_type="employees",
+            entity_id="E-1001",
+            outcome="applied",
+            decided_via="slack",
+            decided_by="U024BE7LH",
+            change_id="chg-acme-000001",
+            version=8,
+            attempts=1,
+            occurred_at=T0.replace(minute=7),
         ),
     }

@@ -64,3 +64,9 @@ def scale_request_id(endpoint_name: str, rule: str, fired_at: datetime) -> str:
     if fired_at.tzinfo is None:
         raise ValueError("fired_at must be timezone-aware")
     return deterministic_id("endpoint.scale.requested", endpoint_name, rule, fired_at.astimezone(UTC).isoformat())
+
+
+def writeback_outcome_id(tenant_id: str, insight_id: str, outcome: str) -> str:
+    """Id of `writeback.outcome` for one insight and outcome: a redelivered insight or a second approval never
+    mints another."""
+    return deterministic_id("writeback.outcome", tenant_id, insight_id, outcome)

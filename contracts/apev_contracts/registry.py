@@ -22,6 +22,7 @@ from apev_contracts.events import (
     JobRequested,
     RunFinished,
     ServingLatencySampled,
+    WritebackOutcomeRecorded,
 )
 
 TYPE_PREFIX: Final = "com.agentprovision."
@@ -60,6 +61,7 @@ _SPECS: Final[tuple[EventSpec, ...]] = (
     EventSpec(topics.COST_SAMPLED, 1, CostSampled),
     EventSpec(topics.SERVING_LATENCY_SAMPLED, 1, ServingLatencySampled),
     EventSpec(topics.ENDPOINT_SCALE_REQUESTED, 1, EndpointScaleRequested),
+    EventSpec(topics.WRITEBACK_OUTCOME, 1, WritebackOutcomeRecorded),
 )
 _BY_TYPE: Final = {spec.type: spec for spec in _SPECS}
 _BY_TOPIC: Final = {spec.topic: spec for spec in _SPECS}

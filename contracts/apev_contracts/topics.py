@@ -15,6 +15,7 @@ INSIGHT_CREATED: Final = "insight.created"
 COST_SAMPLED: Final = "cost.sampled"
 SERVING_LATENCY_SAMPLED: Final = "serving.latency.sampled"
 ENDPOINT_SCALE_REQUESTED: Final = "endpoint.scale.requested"
+WRITEBACK_OUTCOME: Final = "writeback.outcome"
 
 TOPICS: Final[tuple[str, ...]] = (
     DATASOURCE_CREATED,
@@ -24,6 +25,7 @@ TOPICS: Final[tuple[str, ...]] = (
     COST_SAMPLED,
     SERVING_LATENCY_SAMPLED,
     ENDPOINT_SCALE_REQUESTED,
+    WRITEBACK_OUTCOME,
 )
 
 DLQ_SUFFIX: Final = ".dlq"

@@ -21,6 +21,7 @@ from apev_contracts import (
     JobRequested,
     RunFinished,
     ServingLatencySampled,
+    WritebackOutcomeRecorded,
     all_specs,
     decode,
     encode,
@@ -252,6 +253,18 @@ def scale_requested(draw: st.DrawFn) -> EndpointScaleRequested:
     )  # fmt: skip
 
 
+@st.composite
+def writeback_outcome(draw: st.DrawFn) -> WritebackOutcomeRecorded:
+    return WritebackOutcomeRecorded(
+        tenant_id=draw(tenant_ids), insight_id=draw(identifiers), agent_id=draw(identifiers),
+        target_system=draw(systems), entity_type=draw(entity_names), entity_id=draw(identifiers),
+        outcome=draw(st.sampled_from(["applied", "held", "rejected", "conflict", "failed"])),
+        decided_via=draw(st.sampled_from(["policy", "http", "slack"])), decided_by=draw(st.none() | names),
+        detail=draw(st.none() | texts), change_id=draw(st.none() | identifiers),
+        version=draw(st.none() | st.integers(0, 10**6)), attempts=draw(st.integers(0, 100)), occurred_at=draw(later),
+    )  # fmt: skip
+
+
 STRATEGIES: dict[type[BaseModel], st.SearchStrategy[Any]] = {
     DatasourceCreated: datasource_created(),
     JobRequested: job_requested(),
@@ -260,6 +273,7 @@ STRATEGIES: dict[type[BaseModel], st.SearchStrategy[Any]] = {
     CostSampled: cost_sampled(),
     ServingLatencySampled: latency_sampled(),
     EndpointScaleRequested: scale_requested(),
+    WritebackOutcomeRecorded: writeback_outcome(),
 }
 traceparents = st.none() | st.tuples(rx(r"[0-9a-f]{32}"), rx(r"[0-9a-f]{16}")).filter(
     lambda t: set(t[0]) != {"0"} and set(t[1]) != {"0"}

@@ -30,11 +30,13 @@ from apev_contracts.events.serving import (
     merge_buckets,
     quantile_ms,
 )
+from apev_contracts.events.writeback import DecisionVia, WritebackOutcome, WritebackOutcomeRecorded
 
 __all__ = [
     "LATENCY_BUCKET_BOUNDS_MS",
     "CostSampled",
     "DatasourceCreated",
+    "DecisionVia",
     "EndpointScaleRequested",
     "InsightCreated",
     "JobAction",
@@ -54,6 +56,8 @@ __all__ = [
     "TaskRun",
     "TaskSpec",
     "TerminationDetails",
+    "WritebackOutcome",
+    "WritebackOutcomeRecorded",
     "merge_buckets",
     "quantile_ms",
     "run_outcome",

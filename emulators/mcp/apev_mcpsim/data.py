@@ -21,15 +21,16 @@ ENTITY_FIELDS: dict[str, tuple[str, ...]] = {
     "locations": ("LOCATION_ID", "PRACTICE_LOCATION", "LOCATION_NAME", "CITY", "STATE", "OPENED_ON", "CHAIRS",
                   "PROVIDERS"),
     "employees": ("EMPLOYEE_ID", "WORKER_ID", "FIRST_NAME", "LAST_NAME", "PRACTICE_LOCATION", "JOB_TITLE",
-                  "DEPARTMENT", "EMPLOYMENT_STATUS", "HIRE_DATE", "DATE_OF_BIRTH", "SSN_LAST_FOUR", "ANNUAL_SALARY"),
+                  "DEPARTMENT", "EMPLOYMENT_STATUS", "HIRE_DATE", "DATE_OF_BIRTH", "SSN_LAST_FOUR", "ANNUAL_SALARY",
+                  "RISK_FLAG", "REVIEW_STATUS", "REVIEW_NOTE", "REVIEW_DATE"),
     "payroll_runs": ("PAYROLL_RUN_ID", "PRACTICE_LOCATION", "PAY_PERIOD_START", "PAY_PERIOD_END", "PAY_DATE",
                      "EMPLOYEE_COUNT", "GROSS_PAY", "NET_PAY", "TAXES_WITHHELD", "STATUS"),
     "production_kpis": ("KPI_ID", "PRACTICE_LOCATION", "KPI_DATE", "TOTAL_PRODUCTION", "TOTAL_COLLECTIONS",
                         "HYGIENE_PRODUCTION", "NEW_PATIENTS", "PATIENT_VISITS", "CASE_ACCEPTANCE_RATE"),
     "financials": ("FINANCIAL_ID", "PRACTICE_LOCATION", "PERIOD_START", "REVENUE", "EXPENSES", "PAYROLL_EXPENSE",
-                   "SUPPLIES_EXPENSE", "NET_INCOME"),
+                   "SUPPLIES_EXPENSE", "NET_INCOME", "REVIEW_STATUS", "REVIEW_NOTE"),
     "journal_entries": ("JOURNAL_ENTRY_ID", "PRACTICE_LOCATION", "ENTRY_DATE", "ACCOUNT_NUMBER", "ACCOUNT_NAME",
-                        "DEBIT", "CREDIT", "MEMO"),
+                        "DEBIT", "CREDIT", "MEMO", "REVIEW_STATUS", "REVIEW_NOTE"),
 }  # fmt: skip
 SYSTEM_FIELDS = ("UPDATED_AT", "VERSION")
 ENTITY_ID_FIELDS = {entity: fields[0] for entity, fields in ENTITY_FIELDS.items()}
@@ -41,7 +42,14 @@ DECIMAL_FIELDS = {
 }  # fmt: skip
 INT_FIELDS = {"CHAIRS", "PROVIDERS", "EMPLOYEE_COUNT", "NEW_PATIENTS", "PATIENT_VISITS", "VERSION"}
 DATE_FIELDS = {"OPENED_ON", "HIRE_DATE", "DATE_OF_BIRTH", "PAY_PERIOD_START", "PAY_PERIOD_END", "PAY_DATE",
-               "KPI_DATE", "PERIOD_START", "ENTRY_DATE"}  # fmt: skip
+               "KPI_DATE", "PERIOD_START", "ENTRY_DATE", "REVIEW_DATE"}  # fmt: skip
+# Fields that agents' insights write back (ADP's at-risk flag and review, NetSuite's review of a period or entry),
+# with the values the source systems accept. Generated unset: no risk, no review, NULL note and date.
+ENUM_FIELDS: dict[str, tuple[str, ...]] = {
+    "RISK_FLAG": ("NONE", "LOW", "MEDIUM", "HIGH"),
+    "REVIEW_STATUS": ("none", "pending", "in_review", "completed", "dismissed"),
+}
+REVIEW_NOTE_MAX = 2000
 
 INTEGRATION_TYPES = ("adp", "netsuite", "dentalintel", "eaglesoft", "dentrix")
 INTEGRATION_ENTITIES: dict[str, tuple[str, ...]] = {
@@ -98,6 +106,11 @@ def _stamp(rng: random.Random, record: Record, before: datetime, *, within_days:
     return record
 
 
+def _unreviewed() -> Record:
+    """The review fields of a record nobody has reviewed (no rng draw: the rest of the data is unchanged)."""
+    return {"REVIEW_STATUS": "none", "REVIEW_NOTE": None}  # type: ignore[dict-item]  # NULL in the warehouse
+
+
 def _locations(rng: random.Random, shape: Shape) -> list[Record]:
     out = []
     for i, code in enumerate(_location_codes(shape)):
@@ -126,6 +139,7 @@ def _employees(rng: random.Random, shape: Shape) -> list[Record]:
                 "DATE_OF_BIRTH": (date(1960, 1, 1) + timedelta(days=rng.randrange(14600))).isoformat(),
                 "SSN_LAST_FOUR": f"{rng.randrange(10000):04d}",
                 "ANNUAL_SALARY": money(rng.randrange(low, high, 500)),
+                "RISK_FLAG": "NONE", **_unreviewed(), "REVIEW_DATE": None,  # type: ignore[dict-item]  # NULL
             }, shape.start))  # fmt: skip
     return out
 
@@ -198,7 +212,7 @@ def _financials(rng: random.Random, shape: Shape) -> list[Record]:
                 "FINANCIAL_ID": f"FIN-{li + 1:03d}-{month:%Y-%m}", "PRACTICE_LOCATION": code,
                 "PERIOD_START": month.isoformat(), "REVENUE": money(revenue), "EXPENSES": money(expenses),
                 "PAYROLL_EXPENSE": money(payroll), "SUPPLIES_EXPENSE": money(supplies),
-                "NET_INCOME": money(Decimal(money(revenue)) - Decimal(money(expenses))),
+                "NET_INCOME": money(Decimal(money(revenue)) - Decimal(money(expenses))), **_unreviewed(),
             }, shape.start, within_days=1400))  # fmt: skip
     return out
 
@@ -217,7 +231,7 @@ def _journal_entries(rng: random.Random, shape: Shape) -> list[Record]:
                     "ENTRY_DATE": (month + timedelta(days=rng.randrange(28))).isoformat(),
                     "ACCOUNT_NUMBER": number, "ACCOUNT_NAME": name,
                     "DEBIT": "0.00" if revenue else amount, "CREDIT": amount if revenue else "0.00",
-                    "MEMO": f"{name} {month:%b %Y}",
+                    "MEMO": f"{name} {month:%b %Y}", **_unreviewed(),
                 }, shape.start, within_days=1400))  # fmt: skip
     return out
 

@@ -57,6 +57,12 @@ def check_value(entity_type: str, name: str, value: Any) -> str | None:
             text = str(int(text))
         elif name in data.DATE_FIELDS:
             text = date.fromisoformat(text).isoformat()
+        elif name in data.ENUM_FIELDS:
+            allowed = data.ENUM_FIELDS[name]
+            if text not in allowed:
+                raise invalid(f"{entity_type}.{name}: {value!r} is not one of {', '.join(allowed)}")
+        elif name == "REVIEW_NOTE" and len(text) > data.REVIEW_NOTE_MAX:
+            raise invalid(f"{entity_type}.{name}: at most {data.REVIEW_NOTE_MAX} characters, got {len(text)}")
     except (ValueError, InvalidOperation) as exc:
         raise invalid(f"{entity_type}.{name}: {value!r} is not a valid value") from exc
     return text

@@ -41,7 +41,34 @@ def test_ticks_are_deterministic() -> None:
 
 def test_values_are_strings_and_keys_upper_case() -> None:
     row = next(iter(backend().table("acme", "financials").rows.values()))
-    assert all(k.isupper() and isinstance(v, str) for k, v in row.items())
+    assert all(k.isupper() and (isinstance(v, str) or k in NULLABLE) for k, v in row.items())
+    assert {k for k, v in row.items() if v is None} <= NULLABLE
+
+
+NULLABLE = {"REVIEW_NOTE", "REVIEW_DATE"}  # unset until someone (an agent's write-back) reviews the record
+
+
+def test_writeback_fields_of_the_demo_insights_exist_and_are_validated() -> None:
+    b = backend()
+    body = {
+        "entity_type": "employees",
+        "entity_id": "E00001",
+        "changes": {"RISK_FLAG": "HIGH", "REVIEW_STATUS": "pending", "REVIEW_NOTE": "Overtime up 40%",
+                    "REVIEW_DATE": "2026-12-01"},
+        "reason": "at risk",
+    }  # fmt: skip
+    status, result = b.update("acme", "adp", body, "k-1")
+    assert status == 200 and result["version"] == 2
+    row = b.table("acme", "employees").rows["E00001"]
+    assert (row["RISK_FLAG"], row["REVIEW_STATUS"], row["REVIEW_DATE"]) == ("HIGH", "pending", "2026-12-01")
+    for bad in ({"RISK_FLAG": "SEVERE"}, {"REVIEW_STATUS": "maybe"}, {"REVIEW_DATE": "soon"}):
+        with pytest.raises(McpSimError) as err:
+            b.update("acme", "adp", {**body, "changes": bad}, f"k-{bad}")
+        assert err.value.status == 422
+    for entity, entity_id in (("financials", "FIN-001-2025-12"), ("journal_entries", "JE0000001")):
+        review = {"REVIEW_STATUS": "in_review", "REVIEW_NOTE": "Expenses 30% over trailing mean"}
+        change = {"entity_type": entity, "entity_id": entity_id, "reason": "variance", "changes": review}
+        assert b.update("acme", "netsuite", change, f"n-{entity}")[0] == 200
 
 
 def test_cursor_pages_are_disjoint_and_complete() -> None:

@@ -51,6 +51,13 @@ def main(
     slack_interval: Annotated[float, typer.Option(help="Seconds between accepted messages per Slack webhook.")] = 1.0,
     pagerduty_rate_limit: Annotated[int, typer.Option(help="Events per window per PagerDuty routing key.")] = 120,
     pagerduty_window: Annotated[float, typer.Option(help="PagerDuty rate-limit window, in seconds.")] = 60.0,
+    slack_request_url: Annotated[
+        str | None,
+        typer.Option(envvar="APEV_SINKS_SLACK_REQUEST_URL", help="Where button clicks are sent (interactivity)."),
+    ] = None,
+    slack_signing_secret: Annotated[
+        str | None, typer.Option(envvar="APEV_SINKS_SLACK_SIGNING_SECRET", help="Signs the clicks (v0 HMAC).")
+    ] = None,
     log_level: Annotated[str, typer.Option(envvar="APEV_SINKS_LOG_LEVEL")] = "info",
 ) -> None:
     """Serve Slack (/services/...) and PagerDuty (/v2/enqueue) on one HTTP port and SMTP on another."""
@@ -62,6 +69,8 @@ def main(
         slack_min_interval=slack_interval,
         pagerduty_rate_limit=pagerduty_rate_limit,
         pagerduty_rate_window=pagerduty_window,
+        slack_request_url=slack_request_url,
+        slack_signing_secret=slack_signing_secret,
     )
     try:
         sinks = Sinks.create(config)

@@ -20,7 +20,7 @@ ADMIN_PREFIX = "/_admin"
 
 
 def sink_of(path: str) -> str:
-    if path.startswith("/services/"):
+    if path.startswith(("/services/", "/actions/")):
         return "slack"
     if path.startswith("/v2/"):
         return "pagerduty"

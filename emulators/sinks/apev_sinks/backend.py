@@ -23,6 +23,9 @@ class SinksConfig:
     pagerduty_rate_limit: int = 120
     pagerduty_rate_window: float = 60.0
     fault_seed: int | None = None
+    slack_request_url: str | None = None
+    """Where a click on a message's button is sent (the Slack app's interactivity Request URL)."""
+    slack_signing_secret: str | None = None
 
 
 @dataclass
@@ -40,9 +43,12 @@ class Sinks:
         clock = clock or SystemClock()
         webhooks = {**(DEFAULT_WEBHOOKS if config.defaults else {}), **config.slack_webhooks}
         keys = {**(DEFAULT_ROUTING_KEYS if config.defaults else {}), **config.routing_keys}
+        slack = SlackBackend(clock, min_interval=config.slack_min_interval, webhooks=webhooks)
+        if config.slack_request_url and config.slack_signing_secret:
+            slack.interactivity.configure(config.slack_request_url, config.slack_signing_secret)
         return cls(
             clock=clock,
-            slack=SlackBackend(clock, min_interval=config.slack_min_interval, webhooks=webhooks),
+            slack=slack,
             pagerduty=PagerDutyBackend(
                 clock,
                 rate_limit=config.pagerduty_rate_limit,

@@ -52,6 +52,33 @@ class RunningSinks:
     def reset(self) -> None:
         self.backend.reset()
 
+    def interactivity(self, request_url: str, signing_secret: str) -> None:
+        """Send clicks on buttons to `request_url`, signed with `signing_secret`."""
+        self.backend.slack.interactivity.configure(request_url, signing_secret)
+
+    def click(self, message_id: int, action_id: str, user_id: str, **options: Any) -> dict[str, Any]:
+        """Click a button of a message as `user_id` (through the admin route, as a person would through Slack):
+        `{"status", "body", "elapsed_ms", "response_url"}` of the app's answer. Options: `user_name`,
+        `signature` ("valid", "forged", "missing"), `timestamp_offset` (seconds)."""
+        import httpx
+
+        url = f"{self.urls.http}/_admin/slack/messages/{message_id}/click"
+        response = httpx.post(url, json={"action_id": action_id, "user_id": user_id, **options}, timeout=30)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def aclick(self, message_id: int, action_id: str, user_id: str, **options: Any) -> dict[str, Any]:
+        """`click` for async tests, whose app under test answers the click on the same event loop."""
+        import httpx
+
+        url = f"{self.urls.http}/_admin/slack/messages/{message_id}/click"
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.post(url, json={"action_id": action_id, "user_id": user_id, **options})
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
 
 @contextlib.contextmanager
 def running_sinks(

@@ -37,7 +37,8 @@ ENTITY_SCHEMAS: dict[str, dict[str, Kind]] = {
     "employees": {
         "EMPLOYEE_ID": S, "WORKER_ID": S, "FIRST_NAME": S, "LAST_NAME": S, "PRACTICE_LOCATION": S,
         "JOB_TITLE": S, "DEPARTMENT": S, "EMPLOYMENT_STATUS": S, "HIRE_DATE": DAY, "DATE_OF_BIRTH": DAY,
-        "SSN_LAST_FOUR": S, "ANNUAL_SALARY": D, **_COMMON,
+        "SSN_LAST_FOUR": S, "ANNUAL_SALARY": D, "RISK_FLAG": S, "REVIEW_STATUS": S, "REVIEW_NOTE": S,
+        "REVIEW_DATE": DAY, **_COMMON,
     },
     "payroll_runs": {
         "PAYROLL_RUN_ID": S, "PRACTICE_LOCATION": S, "PAY_PERIOD_START": DAY, "PAY_PERIOD_END": DAY,
@@ -50,11 +51,12 @@ ENTITY_SCHEMAS: dict[str, dict[str, Kind]] = {
     },
     "financials": {
         "FINANCIAL_ID": S, "PRACTICE_LOCATION": S, "PERIOD_START": DAY, "REVENUE": D, "EXPENSES": D,
-        "PAYROLL_EXPENSE": D, "SUPPLIES_EXPENSE": D, "NET_INCOME": D, **_COMMON,
+        "PAYROLL_EXPENSE": D, "SUPPLIES_EXPENSE": D, "NET_INCOME": D, "REVIEW_STATUS": S, "REVIEW_NOTE": S,
+        **_COMMON,
     },
     "journal_entries": {
         "JOURNAL_ENTRY_ID": S, "PRACTICE_LOCATION": S, "ENTRY_DATE": DAY, "ACCOUNT_NUMBER": S,
-        "ACCOUNT_NAME": S, "DEBIT": D, "CREDIT": D, "MEMO": S, **_COMMON,
+        "ACCOUNT_NAME": S, "DEBIT": D, "CREDIT": D, "MEMO": S, "REVIEW_STATUS": S, "REVIEW_NOTE": S, **_COMMON,
     },
 }  # fmt: skip
 

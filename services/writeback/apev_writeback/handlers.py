@@ -1,10 +1,10 @@
-"""Translate: events in -> writeback service calls. Delivery (inbox, retries, DLQ) is the runtime's."""
+"""Translate: events in -> writeback service calls. Delivery (inbox, retries, DLQ, pauses) is the runtime's."""
 
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import InsightCreated, topics
+from apev_contracts import DatasourceCreated, InsightCreated, topics
 from apev_contracts.envelope import CloudEvent
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
@@ -12,6 +12,12 @@ from apev_writeback.service import WritebackService
 
 
 def register(broker: KafkaBroker, service: WritebackService, group: str) -> None:
-    @subscriber(broker, topics.INSIGHT_CREATED, group_id=group)
+    # outside_calls: one event at a time, the inbox row written last; the service commits each step (the
+    # policy's decision, the attempt with its Idempotency-Key) before it calls MCP or Slack.
+    @subscriber(broker, topics.INSIGHT_CREATED, group_id=group, outside_calls=True)
     async def on_insight_created(event: CloudEvent[InsightCreated], tx: Tx) -> None:
-        await service.on_insight_created(event)
+        await service.on_insight_created(event, tx)  # writeback.outcome goes through the outbox
+
+    @subscriber(broker, topics.DATASOURCE_CREATED, group_id=group + "-datasources")
+    async def on_datasource_created(event: CloudEvent[DatasourceCreated], tx: Tx) -> None:
+        await service.on_datasource_created(event, tx)

@@ -1,4 +1,5 @@
-"""The Slack backend: known webhooks, the messages they received, one message per interval per webhook."""
+"""The Slack backend: known webhooks, the messages they received, one message per interval per webhook; the
+buttons of those messages can be clicked (`interactivity`)."""
 
 from __future__ import annotations
 
@@ -138,6 +139,10 @@ class SlackBackend:
         self._rejections: list[SlackRejection] = []
         for path, channel in (DEFAULT_WEBHOOKS if webhooks is None else webhooks).items():
             self.register(path, channel)
+        from apev_sinks.slack.interactivity import Interactivity  # it reads SlackMessage from here
+
+        self.interactivity = Interactivity(clock)
+        """Buttons: signed `block_actions` to the app's Request URL, and `response_url` updates."""
 
     def register(self, path: str, channel: str | None = None, *, archived: bool = False) -> Webhook:
         path = path.strip().removeprefix("/").removeprefix("services/").strip("/")
@@ -191,6 +196,10 @@ class SlackBackend:
         with self._lock:
             return [m for m in self._messages if webhook is None or m.webhook == webhook]
 
+    def message(self, message_id: int) -> SlackMessage | None:
+        with self._lock:
+            return next((m for m in self._messages if m.id == message_id), None)
+
     def rejections(self, webhook: str | None = None) -> list[SlackRejection]:
         with self._lock:
             return [r for r in self._rejections if webhook is None or r.webhook == webhook]
@@ -202,3 +211,4 @@ class SlackBackend:
             self._rejections.clear()
             for hook in self._webhooks.values():
                 hook.last_accepted = None
+        self.interactivity.reset()
