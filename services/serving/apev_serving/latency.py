@@ -93,9 +93,14 @@ class Latency:
         return {
             "count": count,
             "mean_ms": round(total / count, 3) if count else None,
-            "p50_ms": quantile_ms(buckets, 0.5),
-            "p95_ms": quantile_ms(buckets, 0.95),
+            "p50_ms": _bound(quantile_ms(buckets, 0.5)),
+            "p95_ms": _bound(quantile_ms(buckets, 0.95)),
             "buckets": buckets,
             "bounds_ms": [str(b) for b in LATENCY_BUCKET_BOUNDS_MS],
             "windows": len(recent),
         }
+
+
+def _bound(ms: float | None) -> float | str | None:
+    """A bucket bound for JSON: +Inf has no JSON number."""
+    return "+Inf" if ms is not None and ms == float("inf") else ms

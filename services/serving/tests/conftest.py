@@ -82,20 +82,29 @@ def seed_gold(w: WorkspaceClient, tenant_id: str, scale: int = 1) -> str:
             kpis.append(f"('{loc}', DATE '{month}', {production}, {collections}, {rate}, {visits}, {5 + li})")
             gross = Decimal(40_000 + 3_000 * li) * (Decimal("1.4") if (li, mi) == (2, 2) else 1)
             payroll.append(f"('{loc}', DATE '{month}', 2, {gross}, {gross * Decimal('0.75')}, {12 + li})")
-    sql(w, f"""CREATE TABLE {cat}.gold.monthly_kpis AS SELECT practice_location, CAST(month AS DATE) AS month,
+    sql(
+        w,
+        f"""CREATE TABLE {cat}.gold.monthly_kpis AS SELECT practice_location, CAST(month AS DATE) AS month,
         CAST(production AS DECIMAL(18,2)) AS production, CAST(collections AS DECIMAL(18,2)) AS collections,
         CAST(collection_rate AS DECIMAL(9,4)) AS collection_rate, CAST(visits AS BIGINT) AS visits,
         CAST(new_patients AS BIGINT) AS new_patients, current_timestamp() AS _built_at
         FROM (VALUES {", ".join(kpis)}) AS v(practice_location, month, production, collections, collection_rate,
-        visits, new_patients)""")
-    sql(w, f"""CREATE TABLE {cat}.gold.payroll_summary AS SELECT practice_location, CAST(month AS DATE) AS month,
+        visits, new_patients)""",
+    )
+    sql(
+        w,
+        f"""CREATE TABLE {cat}.gold.payroll_summary AS SELECT practice_location, CAST(month AS DATE) AS month,
         CAST(payroll_runs AS BIGINT) AS payroll_runs, CAST(gross_pay AS DECIMAL(18,2)) AS gross_pay,
         CAST(net_pay AS DECIMAL(18,2)) AS net_pay, CAST(0 AS DECIMAL(18,2)) AS taxes_withheld,
         CAST(active_employees AS BIGINT) AS active_employees, current_timestamp() AS _built_at
         FROM (VALUES {", ".join(payroll)}) AS v(practice_location, month, payroll_runs, gross_pay, net_pay,
-        active_employees)""")
-    sql(w, f"""CREATE TABLE {cat}.gold.financial_summary AS SELECT 'eastlake_001' AS practice_location,
-        DATE '2026-03-01' AS month, CAST(1000 AS DECIMAL(18,2)) AS net_income""")
+        active_employees)""",
+    )
+    sql(
+        w,
+        f"""CREATE TABLE {cat}.gold.financial_summary AS SELECT 'eastlake_001' AS practice_location,
+        DATE '2026-03-01' AS month, CAST(1000 AS DECIMAL(18,2)) AS net_income""",
+    )
     return cat
 
 
@@ -145,9 +154,9 @@ class Stack:
             endpoint = body["endpoint"]
             if body["state"] == expected.get("state", "serving") and endpoint["ready"] == "READY":
                 versions = [v["version"] for v in body["versions"] if v["state"] == "serving"]
-                if "version" not in expected or versions == [expected["version"]]:
-                    if endpoint["config_update"] == "NOT_UPDATING":
-                        return body
+                wanted = "version" not in expected or versions == [expected["version"]]
+                if wanted and endpoint["config_update"] == "NOT_UPDATING":
+                    return body
             assert body["state"] not in ("failed", "deploy_failed"), body
             assert time.monotonic() < deadline, f"agent {agent_id} not serving: {body}"
             await asyncio.sleep(0.1)
