@@ -281,6 +281,40 @@ async def test_scaled_to_zero_endpoint_wakes_on_first_invoke(stack: Stack, demo:
         serving.idle_seconds = 1800
 
 
+async def test_insights_job_appends_each_insight_once(stack: Stack, demo: dict[str, Any]) -> None:
+    from apev_contracts import JobRequested
+    from apev_contracts.envelope import new_event
+
+    w = stack.ws.client()
+    table = f"{naming.catalog_name('tenant-a')}.gold.agent_insights"
+
+    def rows() -> list[list[str | None]]:
+        return sql(w, f"SELECT kind, entity_id, review_required, run_id FROM {table} ORDER BY kind, entity_id")
+
+    async def run_once() -> None:
+        job = next(iter(w.jobs.list(name="ap:tenant-a:agent-insights:demo")))
+        before = len(list(w.jobs.list_runs(job_id=job.job_id, completed_only=True)))
+        data = JobRequested(tenant_id="tenant-a", kind="agent-insights", key="demo", agent_id="demo",
+                            action={"type": "run"})  # fmt: skip
+        await stack.send(new_event(data, tenant_id="tenant-a", source="tests/serving"))
+        for _ in range(1200):
+            done = list(w.jobs.list_runs(job_id=job.job_id, completed_only=True))
+            if len(done) > before:
+                assert done[0].state.result_state.value == "SUCCESS", done[0].state
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("the insights run did not finish")
+
+    await run_once()
+    first = rows()
+    assert [(k, e, r) for k, e, r, _ in first] == [
+        ("collection_rate_fell", "northgate_002", "false"),
+        ("payroll_anomaly", "riverside_003", "true"),
+    ]
+    await run_once()
+    assert rows() == first  # stable insight ids: the second run appends nothing
+
+
 async def test_latency_samples_add_up_to_the_invokes(stack: Stack, demo: dict[str, Any]) -> None:
     from apev_contracts.events.serving import merge_buckets
 
