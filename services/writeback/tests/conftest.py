@@ -82,7 +82,10 @@ class Stack:
         if policy:
             entry["writeback_policy"] = policy
         self._tenants[tenant_id] = entry
-        self.tenants_file.write_text(yaml.safe_dump({"defaults": {}, "tenants": self._tenants}))
+        # Atomically, as an operator should: a reader never sees a half-written file.
+        staged = self.tenants_file.with_suffix(".tmp")
+        staged.write_text(yaml.safe_dump({"defaults": {}, "tenants": self._tenants}))
+        staged.replace(self.tenants_file)
         return Tenant(tenant_id, mcp_code, path, entry["approvers"])
 
     def insight(self, t: Tenant, entity_id: str = "E00001", **data: Any) -> CloudEvent[InsightCreated]:
