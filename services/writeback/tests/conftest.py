@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -29,7 +28,7 @@ from apev_contracts.topics import all_topics
 from apev_mcpsim.testing import RunningMcp
 from apev_runtime.auth import mint_token
 from apev_runtime.settings import DeliverySettings
-from apev_runtime.testing import create_topics
+from apev_runtime.testing import create_topics, serve_app
 from apev_sinks.testing import RunningSinks
 from apev_stack.kafka import free_port
 from apev_writeback.app import create_app
@@ -215,17 +214,8 @@ def writeback_settings(
 @contextlib.asynccontextmanager
 async def serve_writeback(settings: Settings) -> AsyncIterator[WritebackService]:
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_config=None))
-    serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(60):
-        while not server.started:
-            assert not serving.done(), serving.exception()
-            await asyncio.sleep(0.05)
-    try:
+    async with serve_app(app, settings.http_port):
         yield app.state.service
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 60)
 
 
 @contextlib.asynccontextmanager
