@@ -51,7 +51,7 @@ async def test_skeleton_lifecycle(service: str, kafka_bootstrap: str, pg_url: st
         f"{env_prefix}_LOG_FORMAT": "json",
     }
     workspace = contextlib.ExitStack()
-    if service == "jobs":  # the jobs service needs a workspace: it writes the job the example asks for
+    if service in ("jobs", "serving"):  # both need a workspace (jobs writes the job the example asks for)
         from apev_workspace.testing import running_workspace
 
         ws = workspace.enter_context(running_workspace(tmp_path / "ws"))

@@ -33,15 +33,15 @@ class TaskFile(BaseModel):
         return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
 
 
-def _packaged(name: str) -> str:
+def packaged(name: str) -> str:
     return (resources.files("apev_pipeline") / "tasks" / name).read_text(encoding="utf-8")
 
 
 def static_files(root: str = DEFAULT_ROOT) -> list[TaskFile]:
     """The files every tenant's job shares."""
-    files = [TaskFile(path=f"{root}/{name}", content=_packaged(name), language="PYTHON") for name in PYTHON_TASKS]
+    files = [TaskFile(path=f"{root}/{name}", content=packaged(name), language="PYTHON") for name in PYTHON_TASKS]
     files += [
-        TaskFile(path=f"{root}/gold/{g.file}", content=_packaged(f"gold/{g.file}"), language="SQL") for g in GOLD_TABLES
+        TaskFile(path=f"{root}/gold/{g.file}", content=packaged(f"gold/{g.file}"), language="SQL") for g in GOLD_TABLES
     ]
     return files
 

@@ -206,6 +206,8 @@ def test_a_failed_update_keeps_the_old_config_serving(sws: RunningWorkspace) -> 
     w.serving_endpoints.update_config("steady", served_entities=[entity(broken, "agent")])
     failed = wait_endpoint(w, "steady")
     assert failed.state.config_update.value == "UPDATE_FAILED" and failed.state.ready.value == "READY"
+    reason = failed.pending_config.served_entities[0].state
+    assert reason.deployment.value == "DEPLOYMENT_FAILED" and "predict" in reason.deployment_state_message
     assert w.serving_endpoints.query("steady", inputs={"q": 1}).predictions["version"] == "1"
     with pytest.raises(NotFound):
         w.serving_endpoints.update_config("steady", served_entities=[entity(99, "agent")])

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from starlette.applications import Starlette
 
 from apev_runtime.app import build_app, build_runtime
 from apev_serving import api, handlers
+from apev_serving.gateway import Gateway
+from apev_serving.latency import Latency
 from apev_serving.service import ServingService
 from apev_serving.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
-    runtime = build_runtime(settings)
-    handlers.register(runtime.broker, ServingService(), settings.consumer_group)
-    return build_app(runtime, routes=api.routes())
+    runtime = build_runtime(settings, migrations=[MIGRATIONS])
+    if runtime.databricks is None:
+        raise RuntimeError("the serving service needs a workspace: set DATABRICKS_HOST and DATABRICKS_TOKEN")
+    latency = Latency(runtime.registry, settings.replica_id)
+    service = ServingService(runtime.db, Gateway(runtime.databricks, runtime.registry), settings, latency)
+    handlers.register(runtime.broker, service, settings.consumer_group)
+
+    async def publish_latency(stop: asyncio.Event) -> None:
+        await service.latency_loop(stop)
+
+    runtime.background.append(publish_latency)
+    app = build_app(runtime, routes=api.routes(service, runtime.jwt))
+    app.state.service = service
+    return app

@@ -12,10 +12,11 @@ from apev_serving.service import ServingService
 
 
 def register(broker: KafkaBroker, service: ServingService, group: str) -> None:
-    @subscriber(broker, topics.RUN_FINISHED, group_id=group)
+    # Both wait on Databricks (a roll or a resize waits for READY): each step commits before its call.
+    @subscriber(broker, topics.RUN_FINISHED, group_id=group, outside_calls=True)
     async def on_run_finished(event: CloudEvent[RunFinished], tx: Tx) -> None:
-        await service.on_run_finished(event)
+        await service.on_run_finished(event, tx)
 
-    @subscriber(broker, topics.ENDPOINT_SCALE_REQUESTED, group_id=group)
+    @subscriber(broker, topics.ENDPOINT_SCALE_REQUESTED, group_id=group, outside_calls=True)
     async def on_endpoint_scale_requested(event: CloudEvent[EndpointScaleRequested], tx: Tx) -> None:
-        await service.on_endpoint_scale_requested(event)
+        await service.on_scale_requested(event, tx)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from apev_runtime.settings import ServiceSettings
+
+WORKLOAD_SIZES = ("Small", "Medium", "Large")
+
+
+def _replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}".replace("_", "-")[:120]
 
 
 class Settings(ServiceSettings):
@@ -12,3 +22,36 @@ class Settings(ServiceSettings):
 
     service_name: str = "serving"
     consumer_group: str = "apev-serving"
+    databricks_threads: int = 32
+    """Worker threads for SDK calls: invokes wait on the endpoint in these threads."""
+
+    chat_endpoint: str = "apev-local-chat"
+    """Chat serving endpoint agents plan with when their registration names none (a Foundation Model endpoint on
+    Databricks, e.g. `databricks-meta-llama-3-3-70b-instruct`; the local workspace's deterministic one locally)."""
+    agent_workspace_url: str | None = None
+    """The workspace URL served agents and their jobs call back to; default: `DATABRICKS_HOST`."""
+    task_root: str = "/Shared/agentprovision/pipeline"
+    """Workspace folder of the agents' task files (uploaded by this service when their content changes)."""
+    models_schema: str = "agents"
+    """Schema in the tenant's catalog holding the agents' registered models."""
+    default_workload_size: str = "Small"
+    scale_ceiling: str = "Large"
+    """`endpoint.scale.requested` raises the workload size one step, never above this."""
+    scale_cooldown_seconds: float = 600.0
+    """After a scale-up, further requests for the same endpoint change nothing for this long."""
+    endpoint_wait_timeout_seconds: float = 240.0
+    """How long a create/update/roll waits for READY (kept under the consumer's 300 s poll interval)."""
+    endpoint_poll_seconds: float = 0.2
+    tenant_concurrency: int = 16
+    """Invokes one tenant may have in flight on this replica; more get 429 with `Retry-After`."""
+    tenant_concurrency_overrides: dict[str, int] = Field(default_factory=dict)
+    retry_after_seconds: int = 1
+    invoke_timeout_seconds: float = 30.0
+    """End-to-end bound of one invoke (Databricks allows 297 s per request; agents answer far sooner)."""
+    latency_window_seconds: float = 10.0
+    """`serving.latency.sampled` window (ARCHITECTURE §8: 10 s)."""
+    replica_id: str = Field(default_factory=_replica_id)
+    warehouse_id: str | None = Field(None, validation_alias="DATABRICKS_WAREHOUSE_ID")
+
+    def concurrency_for(self, tenant_id: str) -> int:
+        return self.tenant_concurrency_overrides.get(tenant_id, self.tenant_concurrency)

@@ -48,7 +48,9 @@ async def test_payroll_insight_is_held_posted_and_an_approvers_click_writes_it_o
     insight_id = event.data.insight_id
     await stack.send(event)
     await until(lambda: len(stack.messages(t)) == 1, what="the approval message")
-    assert stack.outcomes_of(insight_id) == ["held"] and stack.changes(t) == []
+    # The message is posted inside the handler; the `held` outcome goes out through the outbox after its commit.
+    await until(lambda: stack.outcomes_of(insight_id) == ["held"], what="the held outcome")
+    assert stack.changes(t) == []
     (message,) = stack.messages(t)
     text = str(message.blocks)
     old_salary = stack.mcp.backend.table(t.code, "employees").rows["E00010"]["ANNUAL_SALARY"]

@@ -407,8 +407,8 @@ class Serving:
                 self._retire(replica)
         rt.pending = {}
         endpoint["state"]["config_update"] = "UPDATE_FAILED"
-        if endpoint.get("config"):
-            endpoint["pending_config"] = None  # the old config keeps serving
+        # The old config keeps serving; the failed one stays visible as `pending_config`, its entity's
+        # deployment state carrying the reason (what a client reports), until the next update replaces it.
         self._save(endpoint)
 
     def _retire(self, replica: Replica) -> None:

@@ -23,7 +23,7 @@ from apev_workspace.core.http import Call
 from apev_workspace.serving.exceptions import BadRequest
 
 INPUT_FIELDS = ("dataframe_records", "dataframe_split", "instances", "inputs", "messages")
-CHAT_FIELDS = ("max_tokens", "temperature", "n", "stop", "extra_params", "stream")
+CHAT_FIELDS = ("max_tokens", "temperature", "n", "stop", "extra_params", "stream", "tools", "tool_choice")
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
