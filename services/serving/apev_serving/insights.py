@@ -35,6 +35,7 @@ from apev_serving import tables
 from apev_serving.gateway import Gateway, StatementRequest, StatementTimeout
 from apev_serving.settings import Settings
 from apev_serving.sql import SqlQueries
+from apev_serving.sqlguard import Refusal
 
 log = structlog.get_logger("apev.serving.insights")
 
@@ -155,6 +156,8 @@ class Insights:
             )
             try:
                 result = await self.gw.statement(await self.sql.reader_token(tenant_id), request)
+            except Refusal as exc:  # no reader principal yet: ingest makes it; retried, then dead-lettered
+                raise TransientError(exc.detail) from None
             except StatementTimeout:
                 raise TransientError(f"reading {catalog}.gold.agent_insights timed out") from None
             if result.state != "SUCCEEDED":

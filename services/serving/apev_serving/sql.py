@@ -250,7 +250,7 @@ class SqlQueries:
                           "select fewer columns or rows")  # fmt: skip
 
     def _page_rows(self, asked: int | None) -> int:
-        rows = asked or self.settings.sql_page_rows
+        rows = asked or min(self.settings.sql_page_rows, self.settings.sql_max_rows)
         if not 1 <= rows <= self.settings.sql_max_rows:
             raise Refusal(400, "invalid_request", "page_rows", f"must be 1..{self.settings.sql_max_rows}")
         return rows

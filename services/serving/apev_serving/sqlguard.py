@@ -99,7 +99,7 @@ def _parse(text: str) -> exp.Expr:
     if not trees:
         raise Refusal(400, "invalid_sql", "statement", "is empty")
     if len(trees) > 1:
-        second = trees[1].sql(dialect=DIALECT)[:80]
+        second = trees[1].sql(dialect=DIALECT, comments=False)[:80]
         raise _forbid(f"statement 2 ({second})", f"several statements in one request ({len(trees)}); send one")
     return trees[0]
 
@@ -111,7 +111,7 @@ def _kind(node: exp.Expr) -> str:
 
 
 def _name_of(node: exp.Expr) -> str:
-    return node.sql(dialect=DIALECT)[:200]
+    return node.sql(dialect=DIALECT, comments=False)[:200]
 
 
 def _check_identifier(ident: exp.Expr, reference: str) -> str:
