@@ -110,21 +110,21 @@ ROUTES = {
     "cte_wrapping_another_catalog": (
         f"WITH monthly_kpis AS (SELECT * FROM {B}.gold.monthly_kpis) SELECT * FROM monthly_kpis",
         B,
-    ),  # fmt: skip
+    ),
     "cte_name_shadowing_a_table": (
         "WITH payroll_summary AS (SELECT * FROM monthly_kpis) SELECT * FROM "
         "payroll_summary JOIN gold.payroll_summary USING (practice_location)",
         "gold.payroll_summary",
-    ),  # fmt: skip
+    ),
     "subquery_in_where": (
         f"SELECT * FROM monthly_kpis WHERE practice_location IN (SELECT practice_location FROM {B}.gold.monthly_kpis)",
         B,
-    ),  # fmt: skip
+    ),
     "scalar_subquery": (f"SELECT (SELECT max(collections) FROM {B}.gold.monthly_kpis) AS m", B),
     "union": (
         f"SELECT practice_location FROM monthly_kpis UNION ALL SELECT practice_location FROM {B}.gold.monthly_kpis",
         B,
-    ),  # fmt: skip
+    ),
     "column_qualified_with_a_catalog": (f"SELECT {B}.gold.monthly_kpis.collections FROM monthly_kpis", B),
     "system_catalog": ("SELECT * FROM system.billing.usage", "system.billing.usage"),
     "system_information_schema": ("SELECT * FROM system.information_schema.tables", "system"),
@@ -186,8 +186,8 @@ async def test_unity_catalog_is_the_second_wall(analyst: httpx.AsyncClient) -> N
 async def test_a_parameter_carrying_sql_is_data(stack: Stack, analyst: httpx.AsyncClient) -> None:
     statement = "SELECT practice_location, month FROM monthly_kpis WHERE practice_location = :loc ORDER BY month"
     for hostile in ("x' OR 1=1 --", "x'' OR 1=1 --", "eastlake_001'; DROP TABLE gold.monthly_kpis; --"):
-        r = await analyst.post("/api/v1/databricks/sql/query",
-                               json={"statement": statement, "parameters": [{"name": "loc", "value": hostile}]})  # fmt: skip
+        body = {"statement": statement, "parameters": [{"name": "loc", "value": hostile}]}
+        r = await analyst.post("/api/v1/databricks/sql/query", json=body)
         assert r.status_code == 200, r.text
         assert r.json()["rows"] == [] and r.json()["row_count"] == 0
     r = await analyst.post("/api/v1/databricks/sql/query",
