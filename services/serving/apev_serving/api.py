@@ -1,5 +1,5 @@
-"""The serving service's HTTP side (JWT, tenant-scoped): agents, serving endpoints, invoke. Health and metrics
-are the runtime's. Errors are JSON naming the field; another tenant's agent or endpoint is 403."""
+"""The serving service's HTTP side (JWT, tenant-scoped): agents, serving endpoints, invoke, tenant SQL. Health and
+metrics are the runtime's. Errors are JSON naming the field; another tenant's agent or endpoint is 403."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from apev_runtime.auth import AuthError, JwtVerifier, Principal, auth_error_resp
 from apev_serving.gateway import EndpointState
 from apev_serving.service import AgentBody, Refused, ServingService
 from apev_serving.settings import WORKLOAD_SIZES
+from apev_serving.sql import Parameter, QueryRequest, SqlQueries
+from apev_serving.sqlguard import Refusal
 
 log = structlog.get_logger("apev.serving.api")
 
@@ -85,6 +87,46 @@ class EndpointRequest(pydantic.BaseModel):
     traffic: list[RouteRequest] | None = None
 
 
+class SqlParameterRequest(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    name: str = pydantic.Field(min_length=1, max_length=64)
+    value: str | int | float | bool | None = None
+    type: str | None = pydantic.Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?$")
+    """A Databricks type the value is cast to (STRING when omitted): INT, BIGINT, DECIMAL(18,2), DATE, ..."""
+
+
+class SqlQueryRequest(pydantic.BaseModel):
+    """The seed's request shape (`catalog`, `schema`, `statement`) plus `parameters`, paging and a timeout."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
+    catalog: str | None = None
+    schema_name: str = pydantic.Field("gold", alias="schema", max_length=255)
+    statement: str | None = None
+    parameters: list[SqlParameterRequest] | dict[str, str | int | float | bool | None] = pydantic.Field(
+        default_factory=list
+    )
+    cursor: str | None = pydantic.Field(None, max_length=2000)
+    """`next_cursor` of an earlier answer: the next page of that result (the other fields are ignored)."""
+    page_rows: int | None = pydantic.Field(None, ge=1)
+    timeout_seconds: float | None = pydantic.Field(None, gt=0)
+
+    def bound(self) -> tuple[Parameter, ...]:
+        items = (
+            [SqlParameterRequest(name=k, value=v) for k, v in self.parameters.items()]
+            if isinstance(self.parameters, dict)
+            else self.parameters
+        )
+        return tuple(Parameter(p.name, _text(p.value), p.type.upper() if p.type else None) for p in items)
+
+
+def _text(value: str | int | float | bool | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _error(status: int, error: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
@@ -108,7 +150,7 @@ def _state_body(state: EndpointState) -> dict[str, Any]:
     }
 
 
-def routes(service: ServingService, verifier: JwtVerifier | None) -> list[BaseRoute]:
+def routes(service: ServingService, sql: SqlQueries, verifier: JwtVerifier | None) -> list[BaseRoute]:
     def guarded(roles: set[str]) -> Callable[[Callable[[Request, Principal], Awaitable[Response]]], Endpoint]:
         def decorate(fn: Callable[[Request, Principal], Awaitable[Response]]) -> Endpoint:
             async def endpoint(request: Request) -> Response:
@@ -124,6 +166,10 @@ def routes(service: ServingService, verifier: JwtVerifier | None) -> list[BaseRo
                     return _invalid(exc)
                 except Refused as exc:
                     return _error(exc.status, exc.error, exc.detail, exc.headers)
+                except Refusal as exc:
+                    return JSONResponse(
+                        {"error": exc.error, "detail": exc.detail, "reference": exc.reference}, status_code=exc.status
+                    )
                 except DatabricksError as exc:
                     log.warning("databricks_refused", error=str(exc))
                     return _error(502, "databricks_error", f"{type(exc).__name__}: {exc}")
@@ -258,7 +304,27 @@ def routes(service: ServingService, verifier: JwtVerifier | None) -> list[BaseRo
         extra = {"workload_size": row.workload_size, "scale_count": row.scale_count, "last_scaled_at": scaled}
         return JSONResponse({**body, **extra})
 
+    @guarded(READ_ROLES)
+    async def sql_query(request: Request, principal: Principal) -> Response:
+        """Tenant SQL: refused (403, naming the reference) when it reaches outside the tenant's catalog or is not a
+        read; otherwise run as the tenant's reader principal with bound parameters; a page and a cursor."""
+        body = SqlQueryRequest.model_validate(await body_of(request))
+        if body.cursor is not None:
+            return JSONResponse(await sql.page(principal.tenant_id, body.cursor, body.page_rows))
+        if not body.statement or not body.statement.strip():
+            raise Refused(422, "invalid_request", "statement: required (or a cursor)")
+        query = QueryRequest(
+            statement=body.statement,
+            catalog=body.catalog,
+            schema=body.schema_name,
+            parameters=body.bound(),
+            page_rows=body.page_rows,
+            timeout_seconds=body.timeout_seconds,
+        )
+        return JSONResponse(await sql.query(principal.tenant_id, query))
+
     return [
+        Route("/api/v1/databricks/sql/query", sql_query, methods=["POST"]),
         Route("/api/v1/agents", post_agent, methods=["POST"]),
         Route("/api/v1/agents/{agent_id:str}", get_agent, methods=["GET"]),
         Route("/api/v1/agents/{agent_id:str}/versions", post_version, methods=["POST"]),

@@ -10,9 +10,11 @@ from starlette.applications import Starlette
 from apev_runtime.app import build_app, build_runtime
 from apev_serving import api, handlers
 from apev_serving.gateway import Gateway
+from apev_serving.insights import Insights
 from apev_serving.latency import Latency
 from apev_serving.service import ServingService
 from apev_serving.settings import Settings
+from apev_serving.sql import SqlQueries
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 
@@ -23,13 +25,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if runtime.databricks is None:
         raise RuntimeError("the serving service needs a workspace: set DATABRICKS_HOST and DATABRICKS_TOKEN")
     latency = Latency(runtime.registry, settings.replica_id)
-    service = ServingService(runtime.db, Gateway(runtime.databricks, runtime.registry), settings, latency)
-    handlers.register(runtime.broker, service, settings.consumer_group)
+    gateway = Gateway(runtime.databricks, runtime.registry)
+    sql = SqlQueries(gateway, settings, runtime.registry)
+    insights = Insights(runtime.db, gateway, settings, sql)
+    service = ServingService(runtime.db, gateway, settings, latency, insights)
+    handlers.register(runtime.broker, service, settings.consumer_group, sql, settings.replica_id)
 
     async def publish_latency(stop: asyncio.Event) -> None:
         await service.latency_loop(stop)
 
     runtime.background.append(publish_latency)
-    app = build_app(runtime, routes=api.routes(service, runtime.jwt))
+    app = build_app(runtime, routes=api.routes(service, sql, runtime.jwt))
     app.state.service = service
+    app.state.sql = sql
     return app

@@ -82,6 +82,71 @@ def endpoint_state(detail: serving.ServingEndpointDetailed) -> EndpointState:
     )
 
 
+@dataclass(frozen=True)
+class StatementRequest:
+    statement: str
+    warehouse_id: str
+    catalog: str
+    schema: str
+    parameters: list[tuple[str, str | None, str | None]]  # name, value, type
+    row_limit: int
+    byte_limit: int
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class StatementResult:
+    statement_id: str
+    state: str  # SUCCEEDED, FAILED, CANCELED, CLOSED
+    error: str | None
+    columns: list[dict[str, Any]]
+    rows: list[list[str | None]]
+    truncated: bool
+
+
+class StatementTimeout(Exception):
+    """The statement did not end within its timeout; it was cancelled."""
+
+
+def _run_statement(w: WorkspaceClient, req: StatementRequest) -> StatementResult:
+    deadline = time.monotonic() + req.timeout_seconds
+    wait = int(req.timeout_seconds)
+    done = w.statement_execution.execute_statement(
+        statement=req.statement,
+        warehouse_id=req.warehouse_id,
+        catalog=req.catalog,
+        schema=req.schema,
+        parameters=[dbsql.StatementParameterListItem(name=n, value=v, type=t) for n, v, t in req.parameters],
+        row_limit=req.row_limit,
+        byte_limit=req.byte_limit,
+        disposition=dbsql.Disposition.INLINE,
+        format=dbsql.Format.JSON_ARRAY,
+        wait_timeout=f"{min(wait, 50)}s" if wait >= 5 else "0s",
+        on_wait_timeout=dbsql.ExecuteStatementRequestOnWaitTimeout.CONTINUE,
+    )
+    sid = str(done.statement_id)
+    while done.status and done.status.state in (dbsql.StatementState.PENDING, dbsql.StatementState.RUNNING):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(Exception):
+                w.statement_execution.cancel_execution(sid)
+            raise StatementTimeout(sid)
+        time.sleep(0.02)
+        done = w.statement_execution.get_statement(sid)
+    state = done.status.state.value if done.status and done.status.state else "UNKNOWN"
+    if state != "SUCCEEDED":
+        error = done.status.error.message if done.status and done.status.error else None
+        return StatementResult(sid, state, error, [], [], False)
+    manifest = done.manifest
+    columns = [c.as_dict() for c in (manifest.schema.columns or [])] if manifest and manifest.schema else []
+    rows: list[list[str | None]] = []
+    chunk = done.result
+    while chunk is not None:
+        rows += [list(r) for r in chunk.data_array or []]
+        nxt = chunk.next_chunk_index
+        chunk = w.statement_execution.get_statement_result_chunk_n(sid, nxt) if nxt is not None else None
+    return StatementResult(sid, state, None, columns, rows, bool(manifest and manifest.truncated))
+
+
 class Gateway:
     def __init__(self, clients: DatabricksClients, registry: CollectorRegistry) -> None:
         self.clients = clients
@@ -92,9 +157,9 @@ class Gateway:
             registry=registry,
         )
 
-    async def _call(self, endpoint: str, fn: Callable[[WorkspaceClient], T]) -> T:
+    async def _call(self, endpoint: str, fn: Callable[[WorkspaceClient], T], *, token: str | None = None) -> T:
         try:
-            result = await self.clients.call(fn)
+            result = await self.clients.call(fn, token=token)
         except BaseException as exc:
             self.calls.labels(endpoint, type(exc).__name__).inc()
             raise
@@ -112,6 +177,17 @@ class Gateway:
             return str(w.service_principals.create(display_name=display_name).application_id)
 
         return await self._call("scim/ServicePrincipals", get_or_create)
+
+    async def principal_id(self, display_name: str) -> str | None:
+        """Application id of an existing service principal (None when there is none by that name)."""
+
+        def find(w: WorkspaceClient) -> str | None:
+            for sp in w.service_principals.list(filter=f'displayName eq "{display_name}"'):
+                if sp.display_name == display_name and sp.application_id:
+                    return sp.application_id
+            return None
+
+        return await self._call("scim/ServicePrincipals", find)
 
     async def token_for(self, application_id: str, lifetime_seconds: int) -> str:
         made = await self._call(
@@ -195,6 +271,25 @@ class Gateway:
             return rows
 
         return await self._call("sql/statements", run)
+
+    async def warehouse(self, configured: str | None) -> str:
+        """`DATABRICKS_WAREHOUSE_ID`, or else the first running warehouse (§8), else the first one."""
+        if configured:
+            return configured
+
+        def first(w: WorkspaceClient) -> str:
+            found = list(w.warehouses.list())
+            if not found:
+                raise PermanentError("the workspace has no SQL warehouse (set DATABRICKS_WAREHOUSE_ID)")
+            running = [x for x in found if x.state and x.state.value == "RUNNING"]
+            return str((running or found)[0].id)
+
+        return await self._call("sql/warehouses", first)
+
+    async def statement(self, token: str, request: StatementRequest) -> StatementResult:
+        """One statement as the principal of `token`, parameters bound as `:name` markers; polls until it ends or
+        `request.timeout_seconds` pass (then cancels it and raises `StatementTimeout`), then reads every chunk."""
+        return await self._call("sql/statements", lambda w: _run_statement(w, request), token=token)
 
     # ---------------------------------------------------------------- serving endpoints
     async def get_endpoint(self, name: str) -> EndpointState | None:

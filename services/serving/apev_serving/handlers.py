@@ -9,9 +9,10 @@ from apev_contracts.envelope import CloudEvent
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
 from apev_serving.service import ServingService
+from apev_serving.sql import SqlQueries
 
 
-def register(broker: KafkaBroker, service: ServingService, group: str) -> None:
+def register(broker: KafkaBroker, service: ServingService, group: str, sql: SqlQueries, replica_id: str) -> None:
     # Both wait on Databricks (a roll or a resize waits for READY): each step commits before its call.
     @subscriber(broker, topics.RUN_FINISHED, group_id=group, outside_calls=True)
     async def on_run_finished(event: CloudEvent[RunFinished], tx: Tx) -> None:
@@ -20,3 +21,8 @@ def register(broker: KafkaBroker, service: ServingService, group: str) -> None:
     @subscriber(broker, topics.ENDPOINT_SCALE_REQUESTED, group_id=group, outside_calls=True)
     async def on_endpoint_scale_requested(event: CloudEvent[EndpointScaleRequested], tx: Tx) -> None:
         await service.on_scale_requested(event, tx)
+
+    # The SQL cache is this replica's: a group of its own, so every replica sees every run.finished.
+    @subscriber(broker, topics.RUN_FINISHED, group_id=f"{group}.sql-cache.{replica_id}")
+    async def on_run_finished_invalidate(event: CloudEvent[RunFinished], tx: Tx) -> None:
+        sql.on_run_finished(event)

@@ -3,7 +3,8 @@
     register_agent(tenant, body)        principal agent_<id> granted exactly the listed tables, then
                                         job.requested for agent-deploy (run now) and agent-insights (scheduled)
     deploy_version(agent, source)       job.requested run of agent-deploy with a new model source
-    on_run_finished(event, tx)          a successful agent-deploy: roll the agent's endpoint to the new version
+    on_run_finished(event, tx)          a successful agent-deploy: roll the agent's endpoint to the new version;
+                                        a successful agent-insights: its new rows as insight.created (insights.py)
     apply_endpoint(tenant, spec)        create or update an endpoint (served entities, sizes, scale to zero,
                                         traffic split), wait for READY / UPDATE_FAILED with progress
     on_scale_requested(event, tx)       one workload-size step, with a cooldown, at most to the ceiling
@@ -47,6 +48,7 @@ from apev_runtime.errors import PermanentError, TransientError
 from apev_runtime.tracing import current_traceparent
 from apev_serving import tables
 from apev_serving.gateway import EndpointState, Gateway
+from apev_serving.insights import Insights
 from apev_serving.latency import Latency
 from apev_serving.settings import WORKLOAD_SIZES, Settings
 
@@ -122,11 +124,14 @@ def normalize_tables(tenant_id: str, given: list[str]) -> list[str]:
 
 
 class ServingService:
-    def __init__(self, db: Database, gateway: Gateway, settings: Settings, latency: Latency) -> None:
+    def __init__(
+        self, db: Database, gateway: Gateway, settings: Settings, latency: Latency, insights: Insights | None = None
+    ) -> None:
         self.db = db
         self.gw = gateway
         self.settings = settings
         self.latency = latency
+        self.insights = insights
         self._limiter = _Limiter()
         self._agents: dict[str, Row[Any]] = {}
         self._uploaded: dict[str, str] = {}  # path -> sha256 of what this process uploaded
@@ -344,11 +349,15 @@ class ServingService:
         run = event.data
         log.info("run_finished_received", event_id=event.id, run_id=run.run_id, kind=run.kind, outcome=run.outcome)
         agent_id = run.tags.get("ap_agent_id")
-        if run.kind != "agent-deploy" or not agent_id:
+        if run.kind not in ("agent-deploy", "agent-insights") or not agent_id:
             return
         agent = (await tx.execute(select(tables.agents).where(tables.agents.c.agent_id == agent_id))).first()
         if agent is None or agent.tenant_id != run.tenant_id:
-            log.warning("deploy_run_of_unknown_agent", agent_id=agent_id, run_id=run.run_id)
+            log.warning("run_of_unknown_agent", agent_id=agent_id, run_id=run.run_id, kind=run.kind)
+            return
+        if run.kind == "agent-insights":
+            if run.outcome == "success" and self.insights is not None:
+                await self.insights.on_run_finished(event, tx, agent)
             return
         if run.outcome != "success":
             await tx.execute(

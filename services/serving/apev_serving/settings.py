@@ -53,5 +53,24 @@ class Settings(ServiceSettings):
     replica_id: str = Field(default_factory=_replica_id)
     warehouse_id: str | None = Field(None, validation_alias="DATABRICKS_WAREHOUSE_ID")
 
+    # ---- SQL query API (POST /api/v1/databricks/sql/query)
+    sql_max_rows: int = 10_000
+    """Rows one result may have; more is refused (413) naming this limit: add a LIMIT or aggregate."""
+    sql_max_bytes: int = 8 * 1024 * 1024
+    """Bytes (JSON rows) one result may have; Databricks' INLINE results stop at 25 MiB."""
+    sql_timeout_seconds: float = 30.0
+    """Longest a statement may run; a request may ask for less (`timeout_seconds`). Then it is cancelled (504)."""
+    sql_page_rows: int = 1000
+    """Rows per page unless the request asks for fewer or more (`page_rows`, at most `sql_max_rows`)."""
+    sql_max_statement_chars: int = 65_536
+    sql_cache_ttl_seconds: float = 300.0
+    sql_cache_max_entries: int = 1000
+    sql_cache_max_bytes: int = 64 * 1024 * 1024
+    """The result cache is bounded by entries and bytes (least recently used out first)."""
+    sql_invalidating_kinds: tuple[str, ...] = ("ingest", "agent-insights")
+    """A successful run of these kinds rewrote the tenant's gold tables: its cached results are dropped."""
+    reader_token_lifetime_seconds: int = 3600
+    """Lifetime of the tenant reader principal's token this service mints (renewed at three quarters)."""
+
     def concurrency_for(self, tenant_id: str) -> int:
         return self.tenant_concurrency_overrides.get(tenant_id, self.tenant_concurrency)

@@ -61,3 +61,27 @@ endpoints = Table(
     Column("scale_count", Integer, nullable=False, server_default="0"),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+insights = Table(
+    "serving_insights",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("insight_id", String(128), primary_key=True),  # the row's stable id in gold.agent_insights
+    Column("agent_id", String(64), nullable=False, index=True),
+    Column("event_id", String(64), nullable=False),  # the insight.created it became (ids.insight_id)
+    Column("run_id", String(20), nullable=True),  # the insights run that wrote the row
+    Column("state", String(16), nullable=False),  # published, invalid (the row does not fit the contract)
+    Column("error", Text, nullable=True),
+    Column("row_created_at", String(40), nullable=True),  # as the workspace returned it
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+insight_watermarks = Table(
+    "serving_insight_watermarks",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("created_at", String(40), nullable=False),  # newest `created_at` read (rows at it are read again)
+    Column("run_id", String(20), nullable=True),  # the run.finished that moved it
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

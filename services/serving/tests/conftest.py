@@ -283,3 +283,21 @@ async def demo(stack: Stack) -> dict[str, Any]:
     assert r.status_code == 202, r.text
     body = await stack.wait_agent("demo", timeout=120, version=1)
     return {"registered": r.json(), "agent": body}
+
+
+def provision_reader(w: WorkspaceClient, tenant_id: str) -> str:
+    """The tenant's reader principal with the grants ingest gives it (USE_CATALOG; USE_SCHEMA and SELECT on gold);
+    its application id."""
+    from databricks.sdk.service import catalog as uc
+
+    name = naming.reader_principal(tenant_id)
+    found = [sp for sp in w.service_principals.list(filter=f'displayName eq "{name}"') if sp.display_name == name]
+    app_id = str(found[0].application_id if found else w.service_principals.create(display_name=name).application_id)
+    cat = naming.catalog_name(tenant_id)
+    for kind, full, privileges in (
+        ("catalog", cat, ["USE_CATALOG"]),
+        ("schema", f"{cat}.gold", ["USE_SCHEMA", "SELECT"]),
+    ):
+        change = uc.PermissionsChange(principal=app_id, add=[uc.Privilege(p) for p in privileges])
+        w.grants.update(kind, full, changes=[change])
+    return app_id
