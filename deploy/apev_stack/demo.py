@@ -30,6 +30,7 @@ from apev_stack.state import StackState
 
 TENANT = "demo-dental"
 QUESTION = "What are our top performing locations?"
+AGENT = "demo"
 SOURCE = "apev/demo"
 
 
@@ -98,6 +99,7 @@ class Demo:
         self._ws: WorkspaceClient | None = None
         self.datasources: dict[str, dict[str, Any]] = {}
         self.results: list[StepResult] = []
+        self.insight_rows: list[list[Any]] = []
 
     # ------------------------------------------------------------------ clients
 
@@ -344,13 +346,90 @@ class Demo:
             parts.append(f"gold.{table} {agg}={Decimal(value):,.2f} ({rows} rows) = MCP {entity} ({records} records)")
         return Outcome("; ".join(parts))
 
+    async def sql_rows(self, statement: str) -> list[list[Any]]:
+        def query(w: WorkspaceClient) -> list[list[Any]]:
+            wid = str(next(iter(w.warehouses.list())).id)
+            done = w.statement_execution.execute_statement(statement=statement, warehouse_id=wid, wait_timeout="30s")
+            if done.status is None or done.status.state != sql.StatementState.SUCCEEDED or not done.result:
+                raise StepFailed(f"{statement}: {done.status}")
+            return list(done.result.data_array or [])
+
+        rows: list[list[Any]] = await self.dbx(query)
+        return rows
+
     async def agent(self) -> Outcome:
         await self.landed("serving", "POST", "/api/v1/agents", "serving (agents and invoke)")
-        raise Skipped("serving's routes answer, but the demo's agent step is not written yet")
+        from apev_pipeline.agents import demo_agent_path
+
+        # The agent plans through a chat endpoint: locally the workspace's deterministic local-only stand-in.
+        await asyncio.to_thread(ensure_chat_endpoint, self.state.url("workspace"), self.state.databricks_token)
+        body = {
+            "agent_id": AGENT, "name": "Demo Dental analytics agent", "model_source": demo_agent_path(),
+            "tables": ["gold.monthly_kpis", "gold.payroll_summary"],
+            "insights_schedule": {"quartz_cron_expression": "0 0 6 * * ?", "timezone_id": "UTC"},
+        }  # fmt: skip
+        made = await self.api("serving", "POST", "/api/v1/agents", json=body)
+        if made.status_code not in (200, 202, 409):
+            raise StepFailed(f"POST /api/v1/agents answered {made.status_code}: {made.text[:300]}")
+
+        async def serving() -> dict[str, Any] | None:
+            got = await self.api("serving", "GET", f"/api/v1/agents/{AGENT}")
+            if got.status_code != 200:
+                return None
+            agent = dict(got.json())
+            endpoint = agent.get("endpoint") or {}
+            live = [v for v in agent.get("versions") or [] if v.get("state") == "serving"]
+            return agent if endpoint.get("ready") == "READY" and live else None
+
+        agent = await self.until("the agent's endpoint READY with a version serving", serving)
+        answer = await self.api(
+            "serving", "POST", f"/api/v1/agents/{AGENT}/invoke", json={"input": {"query": QUESTION}}
+        )
+        if answer.status_code != 200:
+            raise StepFailed(f"invoke answered {answer.status_code}: {answer.text[:300]}")
+        out = answer.json()["output"]
+        cat = naming.catalog_name(TENANT)
+        expected = await self.sql_rows(
+            f"SELECT practice_location, CAST(sum(collections) AS DECIMAL(18,2)) FROM {cat}.gold.monthly_kpis "  # noqa: S608
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 3"
+        )
+        cited = [[str(r[0]), str(r[1])] for c in out.get("citations") or [] for r in c.get("rows") or []]
+        if cited != [[str(a), str(b)] for a, b in expected]:
+            raise StepFailed(f"the answer cites {cited}, gold says {expected}")
+        missing = [f"{loc} with {v}" for loc, v in expected if f"{loc} with {v}" not in out.get("answer", "")]
+        if missing:
+            raise StepFailed(f"the answer lacks {missing}: {out.get('answer')!r}")
+        runs = [v.get("run_id") for v in agent.get("versions") or []]
+        return Outcome(f"{QUESTION!r} -> {out['answer'][:160]!r} (= gold; deploy run {runs[-1] if runs else '?'})")
 
     async def insights(self) -> Outcome:
         await self.landed("serving", "POST", "/api/v1/agents", "serving (insights jobs)")
-        raise Skipped("serving's routes answer, but the demo's insights step is not written yet")
+        name = naming.job_name(TENANT, "agent-insights", AGENT)
+        job = await self.until(f"job {name}", lambda: self.dbx(lambda w: next(iter(w.jobs.list(name=name)), None)))
+        run = await self.api("jobs", "POST", f"/api/v1/databricks/jobs/{job.job_id}/run", json={})
+        if run.status_code != 202:
+            raise StepFailed(f"POST jobs/{job.job_id}/run answered {run.status_code}: {run.text[:300]}")
+        request_id = run.json()["request_id"]
+
+        async def finished() -> dict[str, Any] | None:
+            got = await self.api("jobs", "GET", f"/api/v1/databricks/requests/{request_id}")
+            state = (got.json() or {}).get("run_state") if got.status_code == 200 else None
+            return got.json() if state and not state["active"] and state["result_state"] else None
+
+        done = await self.until("the insights run", finished)
+        if done["run_state"]["result_state"] != "SUCCESS":
+            raise StepFailed(f"insights run {done['run_id']} ended {done['run_state']}")
+        cat = naming.catalog_name(TENANT)
+        rows = await self.sql_rows(
+            f"SELECT insight_id, kind, target_system, entity_type, entity_id, changes, reason, confidence, "  # noqa: S608
+            f"review_required FROM {cat}.gold.agent_insights WHERE agent_id = '{AGENT}' ORDER BY kind, entity_id"
+        )
+        if not rows:
+            raise StepFailed(f"run {done['run_id']} succeeded but {cat}.gold.agent_insights has no row")
+        self.insight_rows = rows
+        kinds = ", ".join(f"{r[1]} ({r[4]})" for r in rows)
+        run_page = await self.dbx(functools.partial(_get_run, run_id=int(done["run_id"])))
+        return Outcome(f"run {done['run_id']} SUCCESS; gold.agent_insights: {kinds}", [str(run_page.run_page_url)])
 
     async def writeback(self) -> Outcome:
         await self.landed("writeback", "GET", "/api/v1/writeback/insights", "writeback (held insights, Slack approval)")
@@ -363,6 +442,26 @@ class Demo:
     async def alert(self) -> Outcome:
         await self.landed("monitor", "GET", "/api/v1/monitor/alerts", "monitor (alerts to PagerDuty and Slack)")
         raise Skipped("monitor's routes answer, but the demo's alert step is not written yet")
+
+
+class _RemoteWorkspace:
+    """What `ensure_local_chat_endpoint` needs of a workspace, for one running as a process."""
+
+    def __init__(self, host: str, token: str) -> None:
+        self.host, self.admin_token = host, token
+        self.workspace = type("Areas", (), {"uc": True})()
+
+    def client(self, token: str | None = None) -> WorkspaceClient:
+        return WorkspaceClient(config=Config(host=self.host, token=token or self.admin_token, auth_type="pat"))
+
+    def admin_http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.host, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30)
+
+
+def ensure_chat_endpoint(host: str, token: str) -> str:
+    from apev_workspace.serving.chat import ensure_local_chat_endpoint
+
+    return ensure_local_chat_endpoint(_RemoteWorkspace(host, token))  # type: ignore[arg-type]
 
 
 def _get_run(w: WorkspaceClient, run_id: int) -> Any:
