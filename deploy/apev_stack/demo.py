@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +28,7 @@ from apev_contracts import DatasourceCreated, naming
 from apev_contracts.envelope import encode, new_event
 from apev_runtime.auth import mint_token
 from apev_stack.state import StackState
+from apev_stack.supervisor import DEMO_APPROVER
 
 TENANT = "demo-dental"
 QUESTION = "What are our top performing locations?"
@@ -433,7 +435,82 @@ class Demo:
 
     async def writeback(self) -> Outcome:
         await self.landed("writeback", "GET", "/api/v1/writeback/insights", "writeback (held insights, Slack approval)")
-        raise Skipped("writeback's routes answer, but the demo's write-back step is not written yet")
+        from apev_contracts import InsightCreated
+
+        got = await self.mcp("GET", "/api/v1/data/employees", params={"limit": 1})
+        if got.status_code != 200 or not got.json():
+            raise StepFailed(f"MCP employees: {got.status_code} {got.text[:200]}")
+        employee = got.json()[0]
+        salary = f"{Decimal(employee['ANNUAL_SALARY']) + Decimal('1250.00'):.2f}"
+        insight_id = f"demo-payroll-{uuid.uuid4().hex[:12]}"
+        sinks = self.state.url("sinks")
+        before = len((await self.http.get(f"{sinks}/_admin/slack/messages")).json())
+        # Serving publishes insight.created only for new gold.agent_insights rows it finds after an insights run,
+        # and the demo tenant's data yields no payroll row: the demo publishes this one as the backend would.
+        payload = InsightCreated(
+            tenant_id=TENANT, insight_id=insight_id, agent_id=AGENT, target_system="adp", entity_type="employees",
+            entity_id=employee["EMPLOYEE_ID"], changes={"ANNUAL_SALARY": salary}, confidence=0.92,
+            reason="Salary below the location's band for this role (demo)",
+        )  # fmt: skip
+        await self.send(new_event(payload, tenant_id=TENANT, source=SOURCE))
+
+        async def insight() -> dict[str, Any] | None:
+            got = await self.api("writeback", "GET", f"/api/v1/writeback/insights/{insight_id}")
+            return dict(got.json()) if got.status_code == 200 else None
+
+        async def held() -> dict[str, Any] | None:
+            body = await insight()
+            view = (body or {}).get("insight", body or {})
+            return view if view.get("state") == "held" and view.get("slack_posted_at") else None
+
+        view = await self.until("the insight held and posted to Slack", held)
+
+        async def message() -> dict[str, Any] | None:
+            messages = (await self.http.get(f"{sinks}/_admin/slack/messages")).json()
+            mine = [m for m in messages[before:] if insight_id in json.dumps(m)]
+            return mine[-1] if mine else None
+
+        posted = await self.until("the approval message in the Slack stand-in", message)
+        click = await self.http.post(
+            f"{sinks}/_admin/slack/messages/{posted['id']}/click",
+            json={"action_id": "writeback_approve", "user_id": DEMO_APPROVER, "user_name": "demo-ops"},
+        )
+        if click.status_code != 200 or click.json().get("status") != 200:
+            raise StepFailed(f"the Approve click was answered {click.status_code} {click.text[:300]}")
+
+        async def applied() -> dict[str, Any] | None:
+            body = await insight()
+            view = (body or {}).get("insight", body or {})
+            return view if view.get("state") == "applied" else None
+
+        view = await self.until("the approved insight applied", applied)
+        now = await self.mcp("GET", "/api/v1/data/employees", params={"limit": 1000})
+        record = next((r for r in now.json() if r["EMPLOYEE_ID"] == employee["EMPLOYEE_ID"]), None)
+        if record is None or record["ANNUAL_SALARY"] != salary:
+            raise StepFailed(
+                f"MCP shows {record and record['ANNUAL_SALARY']} for {employee['EMPLOYEE_ID']}, not {salary}"
+            )
+        changes = (await self.mcp("GET", "/api/v1/integrations/adp/changes", params={"limit": 1000})).json()
+        mine = [c for c in changes if json.dumps(c).find(employee["EMPLOYEE_ID"]) >= 0]
+        if not mine:
+            raise StepFailed("the simulator recorded no write-back change for the employee")
+        return Outcome(
+            f"{insight_id}: held ({view.get('policy_reason') or 'payroll'}), Slack message {posted['id']}, "
+            f"approved by {DEMO_APPROVER}, MCP {employee['EMPLOYEE_ID']} ANNUAL_SALARY={salary} "
+            f"(change {view.get('change_id')})"
+        )
+
+    async def send(self, event: Any) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        record = encode(event)
+        producer = AIOKafkaProducer(bootstrap_servers=self.state.bootstrap, enable_idempotence=True)
+        await producer.start()
+        try:
+            topic = self.state.topic_prefix + record.topic
+            await producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers)
+        finally:
+            await producer.stop()
 
     async def cost(self) -> Outcome:
         await self.landed("monitor", "GET", f"/api/v1/monitor/tenants/{TENANT}/cost", "monitor (cost samples)")

@@ -35,6 +35,9 @@ LOCAL_MCP_KEY = os.environ.get("APEV_LOCAL_MCP_KEY", "mcp-local-admin-key-000000
 LOCAL_JWT_SECRET = os.environ.get("APEV_LOCAL_JWT_SECRET", "apev-local-jwt-secret-0123456789abcdef")
 LOCAL_WEBHOOK_PASSWORD = "apev-local-webhook"  # noqa: S105 - the jobs service's local notification destination
 LOCAL_MCP_WEBHOOK_SECRET = "apev-local-mcp-webhook"  # noqa: S105
+LOCAL_SLACK_SIGNING_SECRET = "apev-local-slack-signing-secret"  # noqa: S105
+DEMO_APPROVER = "U0DEMOOPS"
+APPROVALS_WEBHOOK = "/services/T0APEV0000/B0ALERTS00/apev-local-alerts"  # the Slack stand-in's #alerts default
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green", "red"]
 SERVICES = ["ingest", "jobs", "serving", "writeback", "monitor"]
 STAND_INS = ["workspace", "mcp", "sinks"]
@@ -103,7 +106,7 @@ def plan(bootstrap: str, data: Path, ports: dict[str, int], topic_prefix: str = 
             f"{up}_PUBLIC_URL": f"http://127.0.0.1:{port}",
             f"{up}_DATA_DIR": str(data / "services"),
             f"{up}_LOG_FORMAT": "console",
-            f"{up}_TENANTS_FILE": str(repo_root() / "deploy" / "tenants.yaml"),
+            f"{up}_TENANTS_FILE": str(data / "tenants.yaml"),
             "APEV_JWT_SECRET": LOCAL_JWT_SECRET,
         }
         if name != "writeback":
@@ -112,10 +115,30 @@ def plan(bootstrap: str, data: Path, ports: dict[str, int], topic_prefix: str = 
             env |= {"MCP_BASE_URL": mcp_url, "MCP_API_KEY": LOCAL_MCP_KEY}
         if name == "ingest":
             env["INGEST_MCP_WEBHOOK_SECRET"] = LOCAL_MCP_WEBHOOK_SECRET
+        if name == "writeback":
+            env["WRITEBACK_SLACK_SIGNING_SECRET"] = LOCAL_SLACK_SIGNING_SECRET
         if name == "jobs":
             env |= {"JOBS_WEBHOOK_PASSWORD": LOCAL_WEBHOOK_PASSWORD, "JOBS_RECONCILE_INTERVAL_SECONDS": "5"}
         services.append(Child(name, [py, "-m", f"apev_{name}"], f"http://127.0.0.1:{port}/readyz", env))
     return stand_ins, services
+
+
+def write_tenants_file(data: Path, sinks_url: str) -> Path:
+    """`deploy/tenants.yaml` plus the demo tenant, whose approvals go to this stack's Slack stand-in."""
+    import yaml
+
+    settings = yaml.safe_load((repo_root() / "deploy" / "tenants.yaml").read_text()) or {}
+    settings.setdefault("tenants", {}).setdefault(
+        "demo-dental",
+        {
+            "mcp_tenant_code": "demo-dental",
+            "approvers": [DEMO_APPROVER],
+            "approvals_webhook": sinks_url + APPROVALS_WEBHOOK,
+        },
+    )
+    path = data / "tenants.yaml"
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
 
 
 def _pump(child: Child, log: IO[bytes], color: str | None) -> None:
@@ -173,6 +196,16 @@ def _wait_ready(children: list[Child], timeout: float, stopping: threading.Event
             time.sleep(0.3)
 
 
+def _put_json(url: str, body: dict[str, str]) -> None:
+    import json
+
+    request = urllib.request.Request(  # noqa: S310 - fixed local URL
+        url, data=json.dumps(body).encode(), method="PUT", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310
+        r.read()
+
+
 def _tail(path: Path | None, lines: int = 20) -> str:
     if path is None or not path.exists():
         return ""
@@ -219,8 +252,16 @@ class Stack:
         """Stand-ins together, then services together; raises RuntimeError naming what did not come up."""
         stopping = stopping or threading.Event()
         self.data.mkdir(parents=True, exist_ok=True)
+        sinks_url = f"http://127.0.0.1:{self.ports['sinks']}"
+        write_tenants_file(self.data, sinks_url)
         index = 0
         for group in (self.stand_ins, self.services):
+            if group is self.services:
+                # Slack's app settings: clicks on the approval buttons go to writeback, signed with its secret.
+                _put_json(f"{sinks_url}/_admin/slack/interactivity", {
+                    "request_url": f"http://127.0.0.1:{self.ports['writeback']}/slack/interactions",
+                    "signing_secret": LOCAL_SLACK_SIGNING_SECRET,
+                })  # fmt: skip
             for child in group:
                 _start(child, self.logs_dir, COLORS[index % len(COLORS)] if self.echo else None)
                 self.started.append(child)
@@ -238,9 +279,7 @@ class Stack:
         _stop([c for c in self.started if c in self.stand_ins])
 
     def urls(self) -> dict[str, str]:
-        out = {c.name: c.ready_url.split("/.well-known")[0].rsplit("/", 1)[0] for c in self.stand_ins}
-        out["workspace"] = self.stand_ins[0].ready_url.split("/.well-known")[0]
-        out |= {c.name: c.ready_url.removesuffix("/readyz") for c in self.services}
+        out = {c.name: f"http://127.0.0.1:{self.ports[c.name]}" for c in [*self.stand_ins, *self.services]}
         out["smtp"] = f"127.0.0.1:{self.ports['smtp']}"
         return out
 
