@@ -23,7 +23,7 @@ from typing import IO
 
 from rich.console import Console
 
-from apev_stack.kafka import free_port
+from apev_stack.kafka import free_port, stop_process_group
 from apev_stack.paths import repo_root
 from apev_stack.state import StackState
 
@@ -206,6 +206,18 @@ def _put_json(url: str, body: dict[str, str]) -> None:
         r.read()
 
 
+def _processes_naming(folder: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(folder) in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
 def _tail(path: Path | None, lines: int = 20) -> str:
     if path is None or not path.exists():
         return ""
@@ -277,6 +289,10 @@ class Stack:
     def stop(self) -> None:
         _stop([c for c in self.started if c in self.services])
         _stop([c for c in self.started if c in self.stand_ins])
+        # The workspace leaves task processes of runs still executing when it stops (each in its own session; it
+        # kills them at its next start): end them here so Ctrl-C leaves nothing running.
+        for pid in _processes_naming(self.data / "workspace" / "runs"):
+            stop_process_group(pid, timeout=5)
 
     def urls(self) -> dict[str, str]:
         out = {c.name: f"http://127.0.0.1:{self.ports[c.name]}" for c in [*self.stand_ins, *self.services]}
