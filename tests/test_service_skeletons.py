@@ -51,11 +51,16 @@ async def test_skeleton_lifecycle(service: str, kafka_bootstrap: str, pg_url: st
         f"{env_prefix}_LOG_FORMAT": "json",
     }
     workspace = contextlib.ExitStack()
-    if service in ("jobs", "serving"):  # both need a workspace (jobs writes the job the example asks for)
+    if service in ("ingest", "jobs", "serving"):  # they need a workspace (jobs writes the job the example asks for)
         from apev_workspace.testing import running_workspace
 
         ws = workspace.enter_context(running_workspace(tmp_path / "ws"))
         env |= {"DATABRICKS_HOST": ws.host, "DATABRICKS_TOKEN": ws.admin_token, "JOBS_PUBLIC_URL": "http://127.0.0.1:9"}
+    if service == "ingest":  # it provisions the example's data source for real (the simulator knows `acme`)
+        from apev_mcpsim.testing import running_mcp
+
+        mcp = workspace.enter_context(running_mcp())
+        env |= {"MCP_BASE_URL": mcp.base_url, "MCP_API_KEY": mcp.admin_key}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -79,7 +84,7 @@ async def test_skeleton_lifecycle(service: str, kafka_bootstrap: str, pg_url: st
             assert (await http.get("/healthz")).json()["service"] == service
             assert "process_cpu_seconds_total" in (await http.get("/metrics")).text
 
-            events = [example_event(topic) for topic in SERVICES[service]]
+            events = [_example(topic) for topic in SERVICES[service]]
             producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
             await producer.start()
             try:
@@ -137,3 +142,11 @@ async def _until_ready(http: httpx.AsyncClient, proc: asyncio.subprocess.Process
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.2)
+
+
+def _example(topic: str) -> CloudEvent[Any]:
+    event = example_event(topic)
+    if topic == "datasource.created":  # entity names as the MCP simulator spells them
+        data = event.data.model_copy(update={"entities": ["employees", "payroll_runs"]})
+        event = event.model_copy(update={"data": data})
+    return event

@@ -155,6 +155,34 @@ def kafka_start(
     typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
 
 
+@kafka_app.command("topics")
+def kafka_topics(
+    bootstrap: str = typer.Option(
+        "127.0.0.1:9092", "--bootstrap", "-b", envvar="KAFKA_BOOTSTRAP_SERVERS", help="The cluster to create them on."
+    ),
+    prefix: str = typer.Option("", envvar="KAFKA_TOPIC_PREFIX", help="Prepended to every topic name."),
+    partitions: int = typer.Option(0, envvar="KAFKA_TOPIC_PARTITIONS", help="Partitions per topic (0: 3)."),
+    replication_factor: int = typer.Option(0, envvar="KAFKA_TOPIC_REPLICATION_FACTOR", help="Replicas (0: 1)."),
+    timeout: float = typer.Option(120.0, help="Seconds to wait for the cluster and the topics."),
+) -> None:
+    """Create every topic and its .dlq twin on an existing cluster (idempotent; starts nothing)."""
+    from apev_contracts.topics import all_topics
+
+    async def go() -> list[str]:
+        await wait_ready(bootstrap, timeout=timeout)
+        wanted = [prefix + t for t in all_topics()]
+        return await create_topics(
+            bootstrap,
+            wanted,
+            partitions=partitions or None,
+            replication_factor=replication_factor or None,
+            timeout=timeout,
+        )
+
+    created = asyncio.run(go())
+    typer.echo(f"kafka: {len(created)} topics created, {len(all_topics()) - len(created)} already there")
+
+
 @kafka_app.command("stop")
 def kafka_stop() -> None:
     """Stop the background broker (clean shutdown, killed after 30 s)."""
@@ -218,6 +246,17 @@ def demo_cmd(
     from apev_stack.run import demo
 
     raise typer.Exit(demo(timeout))
+
+
+@app.command("migrate")
+def migrate_all(
+    services: list[str] = typer.Argument(None, help="Services to migrate (default: all five)."),
+) -> None:
+    """Run every service's database migrations once (before the services start), then exit."""
+    from apev_stack.migrate import SERVICES, migrate
+
+    for service, where in asyncio.run(migrate(services or list(SERVICES))).items():
+        typer.echo(f"migrate: {service} at head on {where}")
 
 
 @app.command("stop")

@@ -42,6 +42,21 @@ def topic_partitions() -> int:
     return int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "3"))
 
 
+def topic_replication_factor() -> int:
+    """Replicas per partition: `KAFKA_TOPIC_REPLICATION_FACTOR`, default 1 (the one local broker)."""
+    return int(os.environ.get("KAFKA_TOPIC_REPLICATION_FACTOR", "1"))
+
+
+def topic_configs() -> dict[str, str]:
+    """Topic configs from `KAFKA_TOPIC_CONFIGS` (`min.insync.replicas=2,retention.ms=...`), default none."""
+    raw = os.environ.get("KAFKA_TOPIC_CONFIGS", "")
+    pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
+    bad = [p[0] for p in pairs if len(p) != 2]
+    if bad:
+        raise ValueError(f"KAFKA_TOPIC_CONFIGS items must be name=value, got {bad}")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
     return "\n".join(
         [
@@ -274,11 +289,20 @@ async def wait_ready(bootstrap: str, timeout: float, process: subprocess.Popen[b
 
 
 async def create_topics(
-    bootstrap: str, topics: Iterable[str] | None = None, partitions: int | None = None, timeout: float = 60.0
+    bootstrap: str,
+    topics: Iterable[str] | None = None,
+    partitions: int | None = None,
+    timeout: float = 60.0,
+    replication_factor: int | None = None,
+    configs: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create topics that do not exist yet (default: every topic and its `.dlq` twin). Returns those created."""
+    """Create topics that do not exist yet (default: every topic and its `.dlq` twin). Returns those created.
+    Partitions, replication and configs default to `KAFKA_TOPIC_PARTITIONS`, `..._REPLICATION_FACTOR`,
+    `..._CONFIGS`; an existing topic is left as it is (adding partitions moves keys: an operator's decision)."""
     wanted = list(topics) if topics is not None else all_topics()
     parts = partitions or topic_partitions()
+    replicas = replication_factor or topic_replication_factor()
+    extra = topic_configs() if configs is None else configs
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await admin.start()
     try:
@@ -290,7 +314,10 @@ async def create_topics(
             # Right after start the controller may refuse for a moment; the loop re-checks.
             with contextlib.suppress(TopicAlreadyExistsError, KafkaError):
                 await admin.create_topics(
-                    [NewTopic(name=t, num_partitions=parts, replication_factor=1) for t in missing]
+                    [
+                        NewTopic(name=t, num_partitions=parts, replication_factor=replicas, topic_configs=extra)
+                        for t in missing
+                    ]
                 )
             await asyncio.sleep(0.2)
         return [t for t in wanted if t not in before]

@@ -9,12 +9,15 @@ Services' tests use the same kit for their own handlers on the real broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
@@ -52,6 +55,36 @@ async def create_topics(bootstrap: str, topics: list[str], partitions: int) -> N
             await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
     finally:
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any, port: int, *, timeout: float = 60.0) -> AsyncIterator[Any]:
+    """Run a service's ASGI app under uvicorn in this process (its lifespan starts the broker, the relay and
+    the background jobs); yields the app once it listens, and shuts it down in order on exit."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    async with asyncio.timeout(timeout):
+        while not server.started:
+            assert not serving.done(), serving.exception()
+            await asyncio.sleep(0.05)
+    try:
+        yield app
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, timeout)
+
+
+@contextlib.contextmanager
+def no_databricks_env() -> Iterator[None]:
+    """Hide the machine's `DATABRICKS_*` variables and `~/.databrickscfg` from the SDK (two auth methods at
+    once make it refuse to start), restoring them afterwards."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("DATABRICKS_")}
+    os.environ["DATABRICKS_CONFIG_FILE"] = "/nonexistent/databrickscfg"
+    try:
+        yield
+    finally:
+        os.environ.pop("DATABRICKS_CONFIG_FILE", None)
+        os.environ.update(saved)
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "condition") -> None:

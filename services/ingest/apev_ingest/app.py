@@ -13,7 +13,7 @@ from apev_ingest import api, handlers
 from apev_ingest.metrics import Metrics
 from apev_ingest.service import IngestService, Mcp
 from apev_ingest.settings import Settings
-from apev_ingest.tenants import TenantDirectory
+from apev_ingest.tenants import tenant_directory
 from apev_runtime.app import build_app, build_runtime
 from apev_runtime.mcp import WebhookVerifier
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         runtime.databricks,
         mcp,
         settings,
-        TenantDirectory(settings.tenants_file),
+        tenant_directory(settings.tenants_file),
         metrics,
         wake_relay=runtime.relay.wake,
     )

@@ -28,7 +28,7 @@ from apev_ingest import gateway as gw
 from apev_ingest import tables as t
 from apev_ingest.metrics import Metrics
 from apev_ingest.settings import Settings
-from apev_ingest.tenants import TenantDirectory
+from apev_ingest.tenants import Tenants
 from apev_pipeline import IngestJob, IngestJobInput, build_ingest_job
 from apev_pipeline.files import TaskFile
 from apev_runtime import outbox
@@ -79,7 +79,7 @@ class IngestService:
         databricks: DatabricksClients,
         mcp: Mcp,
         settings: Settings,
-        tenants: TenantDirectory,
+        tenants: Tenants,
         metrics: Metrics,
         *,
         wake_relay: Callable[[], None] = lambda: None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from databricks.sdk import WorkspaceClient
 from sqlalchemy import select
@@ -31,7 +29,7 @@ from apev_mcpsim.testing import RunningMcp, running_mcp
 from apev_runtime.auth import mint_token
 from apev_runtime.db.tables import inbox
 from apev_runtime.settings import DeliverySettings
-from apev_runtime.testing import create_topics
+from apev_runtime.testing import create_topics, no_databricks_env, serve_app
 from apev_stack.kafka import free_port
 from apev_workspace.testing import RunningWorkspace, running_workspace
 
@@ -42,11 +40,8 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 @pytest.fixture(autouse=True, scope="module")
 def _no_databricks_env() -> Iterator[None]:
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("DATABRICKS_")}
-    os.environ["DATABRICKS_CONFIG_FILE"] = "/nonexistent/databrickscfg"
-    yield
-    os.environ.pop("DATABRICKS_CONFIG_FILE", None)
-    os.environ.update(saved)
+    with no_databricks_env():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +154,8 @@ async def _read(stack: Stack, stop: asyncio.Event) -> None:
 @contextlib.asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[IngestService]:
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_config=None))
-    serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(60):
-        while not server.started:
-            assert not serving.done(), serving.exception()
-            await asyncio.sleep(0.05)
-    try:
+    async with serve_app(app, settings.http_port):
         yield app.state.service
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 60)
 
 
 @pytest.fixture(scope="module")

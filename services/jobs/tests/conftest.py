@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import select
 
@@ -29,7 +27,7 @@ from apev_jobs.service import JobsService
 from apev_jobs.settings import Settings
 from apev_runtime.auth import mint_token
 from apev_runtime.settings import DeliverySettings
-from apev_runtime.testing import create_topics
+from apev_runtime.testing import create_topics, no_databricks_env, serve_app
 from apev_stack.kafka import free_port
 from apev_workspace.testing import RunningWorkspace, running_workspace, upload
 
@@ -49,11 +47,8 @@ CODE = {
 
 @pytest.fixture(autouse=True, scope="module")
 def _no_databricks_env() -> Iterator[None]:
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("DATABRICKS_")}
-    os.environ["DATABRICKS_CONFIG_FILE"] = "/nonexistent/databrickscfg"
-    yield
-    os.environ.pop("DATABRICKS_CONFIG_FILE", None)
-    os.environ.update(saved)
+    with no_databricks_env():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -151,17 +146,8 @@ async def _read_finished(stack: Stack, stop: asyncio.Event) -> None:
 @contextlib.asynccontextmanager
 async def serve_jobs(settings: Settings, **app_kwargs: Any) -> AsyncIterator[JobsService]:
     app = create_app(settings, **app_kwargs)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_config=None))
-    serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(60):
-        while not server.started:
-            assert not serving.done(), serving.exception()
-            await asyncio.sleep(0.05)
-    try:
+    async with serve_app(app, settings.http_port):
         yield app.state.service
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 60)
 
 
 def jobs_settings(ws: RunningWorkspace, bootstrap: str, pg_url: str, prefix: str, schema: str, **over: Any) -> Settings:

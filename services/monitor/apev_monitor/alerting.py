@@ -29,7 +29,7 @@ from apev_contracts.ids import scale_request_id
 from apev_monitor import tables
 from apev_monitor.conditions import Observation, aware, observe
 from apev_monitor.rules import EndpointLatencyParams, Rule, RuleSet
-from apev_monitor.tenants import TenantDirectory
+from apev_monitor.tenants import Tenants
 from apev_runtime import outbox
 
 SOURCE = "/apev/monitor"
@@ -58,7 +58,7 @@ class EvalResult:
 
 
 class Alerting:
-    def __init__(self, rules: RuleSet, tenants: TenantDirectory, *, notification_ttl: float) -> None:
+    def __init__(self, rules: RuleSet, tenants: Tenants, *, notification_ttl: float) -> None:
         self.rules = rules
         self.tenants = tenants
         self.ttl = timedelta(seconds=notification_ttl)

@@ -18,7 +18,7 @@ from apev_monitor.notifiers import EmailSender, Notifier, PagerDutySender, Sende
 from apev_monitor.rules import load_rules
 from apev_monitor.service import MonitorService
 from apev_monitor.settings import Settings
-from apev_monitor.tenants import TenantDirectory
+from apev_monitor.tenants import tenant_directory
 from apev_runtime.app import build_app, build_runtime
 from apev_runtime.db.leader import leadership_for
 from apev_runtime.http import HostBreakers
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     service = MonitorService(
         runtime.db,
         rules,
-        TenantDirectory(settings.tenants_file),
+        tenant_directory(settings.tenants_file),
         clock,
         metrics,
         Notifier(runtime.db, senders, metrics),

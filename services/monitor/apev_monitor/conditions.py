@@ -25,7 +25,7 @@ from apev_monitor.rules import (
     JobFailuresParams,
     Rule,
 )
-from apev_monitor.tenants import TenantDirectory
+from apev_monitor.tenants import Tenants
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,7 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-async def observe(
-    conn: AsyncConnection, rule: Rule, params: Any, now: datetime, tenants: TenantDirectory
-) -> list[Observation]:
+async def observe(conn: AsyncConnection, rule: Rule, params: Any, now: datetime, tenants: Tenants) -> list[Observation]:
     kind = rule.kind
     if kind == "job_failures":
         return await job_failures(conn, params, now)
@@ -109,7 +107,7 @@ async def _daily_dbus(conn: AsyncConnection, first_day: date) -> dict[tuple[str,
 
 
 async def daily_dbu_budget(
-    conn: AsyncConnection, p: DailyDbuBudgetParams, now: datetime, tenants: TenantDirectory
+    conn: AsyncConnection, p: DailyDbuBudgetParams, now: datetime, tenants: Tenants
 ) -> list[Observation]:
     found = []
     for (tenant, day), (dbus, dollars) in (await _daily_dbus(conn, now.date() - timedelta(days=p.days - 1))).items():
@@ -182,7 +180,7 @@ async def dlq_growth(conn: AsyncConnection, p: DlqGrowthParams, now: datetime) -
 
 
 async def data_freshness(
-    conn: AsyncConnection, p: DataFreshnessParams, now: datetime, tenants: TenantDirectory
+    conn: AsyncConnection, p: DataFreshnessParams, now: datetime, tenants: Tenants
 ) -> list[Observation]:
     c = tables.runs.c
     rows = (

@@ -25,7 +25,7 @@ from apev_monitor.metrics import Metrics
 from apev_monitor.notifiers import Notifier
 from apev_monitor.rules import RuleSet
 from apev_monitor.store import upsert
-from apev_monitor.tenants import TenantDirectory
+from apev_monitor.tenants import Tenants
 from apev_runtime.db.engine import Database
 
 log = structlog.get_logger("apev.monitor")
@@ -38,7 +38,7 @@ class MonitorService:
         self,
         db: Database,
         rules: RuleSet,
-        tenants: TenantDirectory,
+        tenants: Tenants,
         clock: Clock,
         metrics: Metrics,
         notifier: Notifier,

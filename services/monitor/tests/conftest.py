@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from apev_contracts import RunFinished, ServingLatencySampled
@@ -30,7 +28,7 @@ from apev_monitor.service import MonitorService
 from apev_monitor.settings import Settings
 from apev_runtime.auth import mint_token
 from apev_runtime.settings import DeliverySettings
-from apev_runtime.testing import create_topics
+from apev_runtime.testing import create_topics, no_databricks_env, serve_app
 from apev_sinks.testing import RunningSinks, running_sinks
 from apev_stack.kafka import free_port
 
@@ -162,17 +160,8 @@ def monitor_settings(bootstrap: str, pg_url: str, prefix: str, sinks: RunningSin
 @contextlib.asynccontextmanager
 async def serve_monitor(settings: Settings, clock: ManualClock) -> AsyncIterator[MonitorService]:
     app = create_app(settings, clock=clock)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_config=None))
-    serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(60):
-        while not server.started:
-            assert not serving.done(), serving.exception()
-            await asyncio.sleep(0.05)
-    try:
+    async with serve_app(app, settings.http_port):
         yield app.state.service
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 60)
 
 
 @contextlib.asynccontextmanager
@@ -257,8 +246,5 @@ def here() -> Path:
 
 @pytest.fixture(autouse=True, scope="module")
 def _no_databricks_env() -> Iterator[None]:
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("DATABRICKS_")}
-    os.environ["DATABRICKS_CONFIG_FILE"] = "/nonexistent/databrickscfg"
-    yield
-    os.environ.pop("DATABRICKS_CONFIG_FILE", None)
-    os.environ.update(saved)
+    with no_databricks_env():
+        yield

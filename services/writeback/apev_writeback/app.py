@@ -16,7 +16,7 @@ from apev_writeback.gateway import Gateway
 from apev_writeback.metrics import Metrics
 from apev_writeback.service import WritebackService
 from apev_writeback.settings import Settings
-from apev_writeback.tenants import TenantDirectory
+from apev_writeback.tenants import tenant_directory
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, *, mcp_transport: httpx.AsyncBa
     runtime = build_runtime(settings, migrations=[MIGRATIONS])
     metrics = Metrics(runtime.registry)
     gateway = Gateway(settings, metrics, transport=mcp_transport)
-    service = WritebackService(runtime.db, gateway, TenantDirectory(settings.tenants_file), settings, metrics)
+    service = WritebackService(runtime.db, gateway, tenant_directory(settings.tenants_file), settings, metrics)
     handlers.register(runtime.broker, service, settings.consumer_group)
 
     async def resume(stop: asyncio.Event) -> None:

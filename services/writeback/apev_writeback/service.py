@@ -42,7 +42,7 @@ from apev_writeback import slack, tables
 from apev_writeback.gateway import Gateway
 from apev_writeback.metrics import Metrics
 from apev_writeback.settings import Settings
-from apev_writeback.tenants import TenantDirectory, decide
+from apev_writeback.tenants import Tenants, decide
 
 log = structlog.get_logger("apev.writeback")
 
@@ -64,9 +64,7 @@ class DecisionResult:
 
 
 class WritebackService:
-    def __init__(
-        self, db: Database, gateway: Gateway, tenants: TenantDirectory, settings: Settings, metrics: Metrics
-    ) -> None:
+    def __init__(self, db: Database, gateway: Gateway, tenants: Tenants, settings: Settings, metrics: Metrics) -> None:
         self.db = db
         self.gw = gateway
         self.tenants = tenants

@@ -23,16 +23,12 @@ keeps the last good one.
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import structlog
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-log = structlog.get_logger("apev.writeback.tenants")
+from apev_runtime.tenants import TenantDirectory
 
 Action = Literal["auto", "hold", "reject"]
 
@@ -88,52 +84,11 @@ def decide(policy: WritebackPolicy, system: str, entity_type: str, fields: list[
     return Decision(action="auto", reason=f"policy applies write-backs to {where} automatically")
 
 
-class TenantsFile(BaseModel):
-    defaults: dict[str, Any] = Field(default_factory=dict)
-    tenants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+Tenants = TenantDirectory[TenantSettings]
+"""What the service holds: the shared tenant settings file, read through this service's view."""
 
 
-class TenantDirectory:
-    """Reads the file again when its modification time or size changes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[float, int] | None = None
-        self._data = TenantsFile()
-        self._cache: dict[str, TenantSettings] = {}
-
-    def _load(self) -> TenantsFile:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return self._data
-        stamp = (st.st_mtime, st.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                try:
-                    data = TenantsFile.model_validate(yaml.safe_load(self.path.read_text()) or {})
-                    for tenant in data.tenants:  # validate every tenant now, so a bad one keeps the old file
-                        _merge(data, tenant)
-                    self._data, self._cache = data, {}
-                    log.info("tenant_settings_loaded", path=str(self.path), tenants=len(data.tenants))
-                except (OSError, yaml.YAMLError, ValidationError) as exc:
-                    log.warning("tenant_settings_invalid", path=str(self.path), error=str(exc)[:500])
-                self._stamp = stamp
-            return self._data
-
-    def get(self, tenant_id: str) -> TenantSettings:
-        data = self._load()
-        with self._lock:
-            found = self._cache.get(tenant_id)
-            if found is None:
-                found = self._cache[tenant_id] = _merge(data, tenant_id)
-            return found
-
-
-def _merge(data: TenantsFile, tenant_id: str) -> TenantSettings:
-    own = data.tenants.get(tenant_id, {})
-    merged = {**data.defaults, **own}
-    policy = {**(data.defaults.get("writeback_policy") or {}), **(own.get("writeback_policy") or {})}
-    merged["writeback_policy"] = policy
-    return TenantSettings.model_validate(merged)
+def tenant_directory(path: Path) -> Tenants:
+    """The policy is merged one level deep: a tenant that sets only `confidence_threshold` keeps the defaults'
+    targets and hold fields."""
+    return TenantDirectory(path, TenantSettings, nested=("writeback_policy",))

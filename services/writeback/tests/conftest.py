@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -29,7 +28,7 @@ from apev_contracts.topics import all_topics
 from apev_mcpsim.testing import RunningMcp
 from apev_runtime.auth import mint_token
 from apev_runtime.settings import DeliverySettings
-from apev_runtime.testing import create_topics
+from apev_runtime.testing import create_topics, serve_app
 from apev_sinks.testing import RunningSinks
 from apev_stack.kafka import free_port
 from apev_writeback.app import create_app
@@ -82,7 +81,10 @@ class Stack:
         if policy:
             entry["writeback_policy"] = policy
         self._tenants[tenant_id] = entry
-        self.tenants_file.write_text(yaml.safe_dump({"defaults": {}, "tenants": self._tenants}))
+        # Atomically, as an operator should: a reader never sees a half-written file.
+        staged = self.tenants_file.with_suffix(".tmp")
+        staged.write_text(yaml.safe_dump({"defaults": {}, "tenants": self._tenants}))
+        staged.replace(self.tenants_file)
         return Tenant(tenant_id, mcp_code, path, entry["approvers"])
 
     def insight(self, t: Tenant, entity_id: str = "E00001", **data: Any) -> CloudEvent[InsightCreated]:
@@ -212,17 +214,8 @@ def writeback_settings(
 @contextlib.asynccontextmanager
 async def serve_writeback(settings: Settings) -> AsyncIterator[WritebackService]:
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_config=None))
-    serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(60):
-        while not server.started:
-            assert not serving.done(), serving.exception()
-            await asyncio.sleep(0.05)
-    try:
+    async with serve_app(app, settings.http_port):
         yield app.state.service
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 60)
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,145 @@
+"""A Databricks Asset Bundle for one data source's ingestion job, from the same builder the ingest service calls.
+
+    python -m apev_pipeline.bundle --tenant acme --datasource ds-adp --system adp \\
+        --entities employees,payroll_runs,production_kpis --out deploy/databricks/bundle
+    cd deploy/databricks/bundle && databricks bundle deploy -t prod --var warehouse_id=<id>   (not run here)
+
+The bundle holds `databricks.yml` and the task files under `pipeline/` (shared files, and the two SQL files
+rendered for this data source). `databricks bundle deploy` uploads them to `${workspace.file_path}/pipeline`,
+so the job is the builder's with that root: same tasks, files and parameters (deploy/tests/test_bundle.py).
+What the bundle adds, because the jobs service would otherwise: the SQL warehouse (`--var warehouse_id`), the
+run-as principal's application id (`--var run_as`), serverless environments for the Python tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from apev_contracts.common import Schedule
+from apev_pipeline.builder import IngestJob, IngestJobInput, build_ingest_job
+
+FILE_ROOT = "${workspace.file_path}/pipeline"
+BUILD_ROOT = "/__bundle_file_path__/pipeline"  # the builder wants an absolute path; replaced by FILE_ROOT
+LOCAL_ROOT = "pipeline"
+ENVIRONMENT = {
+    "environment_key": "default",
+    "spec": {"client": "2", "dependencies": ["databricks-sdk", "requests"]},
+}
+
+
+def local_path(workspace_path: str) -> str:
+    """The builder's `<root>/x.py` -> `./pipeline/x.py` (a bundle names its files by local paths)."""
+    if not workspace_path.startswith(BUILD_ROOT + "/"):
+        raise ValueError(f"{workspace_path!r} is outside the bundle's {BUILD_ROOT}")
+    return "./" + LOCAL_ROOT + workspace_path[len(BUILD_ROOT) :]
+
+
+def in_workspace(value: str) -> str:
+    """A parameter naming the builder's root names where the bundle uploads the files instead."""
+    return value.replace(BUILD_ROOT, FILE_ROOT)
+
+
+def _task(task: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"task_key": task.task_key}
+    if task.depends_on:
+        out["depends_on"] = [{"task_key": d.task_key} for d in task.depends_on]
+    if task.description:
+        out["description"] = task.description
+    if task.python_task is not None:
+        out["spark_python_task"] = {
+            "python_file": local_path(task.python_task.python_file),
+            "parameters": [in_workspace(p) for p in task.python_task.parameters],
+        }
+        out["environment_key"] = ENVIRONMENT["environment_key"]
+    elif task.sql_task is not None:
+        out["sql_task"] = {
+            "warehouse_id": task.sql_task.warehouse_id or "${var.warehouse_id}",
+            "file": {"path": local_path(task.sql_task.file), "source": "WORKSPACE"},
+            "parameters": dict(task.sql_task.parameters),
+        }
+    else:
+        raise ValueError(f"task {task.task_key!r}: the pipeline has only Python and SQL tasks")
+    if task.timeout_seconds:
+        out["timeout_seconds"] = task.timeout_seconds
+    if task.max_retries:
+        out["max_retries"] = task.max_retries
+    return out
+
+
+def bundle_config(built: IngestJob) -> dict[str, Any]:
+    job = built.job
+    resource: dict[str, Any] = {
+        "name": built.name,
+        "description": job.description,
+        "tags": dict(job.tags),
+        "max_concurrent_runs": job.max_concurrent_runs,
+        "timeout_seconds": job.timeout_seconds,
+        "parameters": [{"name": p.name, "default": p.default} for p in job.parameters],
+        "run_as": {"service_principal_name": "${var.run_as}"},
+        "environments": [ENVIRONMENT],
+        "tasks": [_task(t) for t in job.tasks],
+    }
+    if job.schedule is not None:
+        resource["schedule"] = job.schedule.model_dump(mode="json")
+    key = built.name.replace(":", "_").replace("-", "_")
+    return {
+        "bundle": {"name": f"apev_ingest_{built.tenant_id}_{built.datasource_id}".replace("-", "_")},
+        "variables": {
+            "warehouse_id": {"description": "SQL warehouse of the SQL tasks (the pipeline principal needs CAN_USE)"},
+            "run_as": {
+                "description": "Application id of the tenant's pipeline service principal",
+                "default": job.run_as,
+            },
+        },
+        "sync": {"include": [f"{LOCAL_ROOT}/**"]},
+        "targets": {
+            "dev": {"mode": "development", "default": True},
+            "prod": {"mode": "production", "workspace": {"root_path": "/Shared/agentprovision/bundles/${bundle.name}"}},
+        },
+        "resources": {"jobs": {key: resource}},
+    }
+
+
+def write_bundle(spec: IngestJobInput, out: Path) -> IngestJob:
+    """Write `databricks.yml` (JSON is YAML) and the task files into `out`; returns the built job."""
+    built = build_ingest_job(IngestJobInput(**{**spec.__dict__, "root": BUILD_ROOT}))
+    out.mkdir(parents=True, exist_ok=True)
+    header = (
+        "# Generated by `python -m apev_pipeline.bundle` from apev_pipeline's builder; do not edit by hand.\n"
+        "# Deploy: databricks bundle deploy -t prod --var warehouse_id=<id> --var run_as=<application id>\n"
+    )
+    (out / "databricks.yml").write_text(header + json.dumps(bundle_config(built), indent=2) + "\n")
+    for file in built.files:
+        target = out / local_path(file.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(file.content)
+    return built
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m apev_pipeline.bundle", description=__doc__.split("\n")[0])
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--datasource", required=True)
+    parser.add_argument("--system", required=True, help="adp, netsuite, dentalintel, eaglesoft, dentrix")
+    parser.add_argument("--entities", required=True, help="comma-separated MCP entity types")
+    parser.add_argument("--freshness-minutes", type=int, default=24 * 60)
+    parser.add_argument("--cron", help="Quartz cron of the schedule (UTC); none: runs on demand")
+    parser.add_argument("--out", type=Path, default=Path("bundle"))
+    args = parser.parse_args(argv)
+    spec = IngestJobInput(
+        tenant_id=args.tenant,
+        datasource_id=args.datasource,
+        system=args.system,
+        entities=[e.strip() for e in args.entities.split(",") if e.strip()],
+        schedule=Schedule(quartz_cron_expression=args.cron) if args.cron else None,
+        freshness_minutes=args.freshness_minutes,
+    )
+    built = write_bundle(spec, args.out)
+    print(f"bundle: {args.out}/databricks.yml with job {built.name} and {len(built.files)} task files")
+
+
+if __name__ == "__main__":
+    main()
