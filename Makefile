@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_serving apev_writeback apev_monitor \
 	apev_workspace apev_mcpsim apev_sinks apev_pipeline
 
-.PHONY: help setup run test lint format kafka stop workspace mcp sinks bench
+.PHONY: help setup run demo test lint format kafka stop workspace mcp sinks bench asyncapi
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -18,8 +18,11 @@ setup: ## Install uv (pip), Java 17+ and Maven (apt) if missing; sync the locked
 	@bash deploy/prereqs.sh
 	@echo "setup: .venv is in sync with uv.lock; Java 17+ and Maven present"
 
-run: setup ## Run the whole system on embedded defaults in the foreground: Kafka, stand-ins, five services
+run: setup ## Run everything on embedded defaults, run the demo with live progress, tail events until Ctrl-C
 	@$(UV) run --frozen python -m apev_stack run
+
+demo: setup ## The demo without interaction on a fresh stack; exit 0 only if every step was verified; last line JSON
+	@$(UV) run --frozen python -m apev_stack demo
 
 test: setup ## Install and start what the suite needs (PostgreSQL, Kafka jars, Chromium), then run every test
 	@bash deploy/chromium.sh >/dev/null
@@ -43,8 +46,8 @@ kafka: setup ## Start the local Kafka broker in the background (idempotent) and 
 stop: ## Stop every process the Makefile started
 	@$(UV) run --frozen python -m apev_stack stop
 
-workspace: setup ## Run the local Databricks workspace in the foreground (PORT=8787, DATA=.stack/workspace)
-	$(UV) run --frozen python -m apev_workspace --port $(or $(PORT),8787) --data-dir $(or $(DATA),.stack/workspace)
+workspace: setup ## Run the local Databricks workspace in the foreground (PORT=8787, DATA=.stack/data/workspace, as make run)
+	$(UV) run --frozen python -m apev_workspace --port $(or $(PORT),8787) --data-dir $(or $(DATA),$(or $(APEV_STATE_DIR),.stack)/data/workspace)
 
 mcp: setup ## Run the MCP server simulator in the foreground (PORT=8785)
 	$(UV) run --frozen python -m apev_mcpsim --port $(or $(PORT),8785)

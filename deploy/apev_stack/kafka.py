@@ -252,6 +252,16 @@ def stop_process_group(pid: int, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
+def _accepts(bootstrap: str) -> bool:
+    """Whether the first bootstrap address accepts a TCP connection."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 async def wait_ready(bootstrap: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
     """Poll until a metadata request to the broker succeeds."""
     deadline = time.monotonic() + timeout
@@ -259,6 +269,11 @@ async def wait_ready(bootstrap: str, timeout: float, process: subprocess.Popen[b
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise KafkaStartError(f"broker exited with code {process.returncode}")
+        # A plain TCP probe first: aiokafka logs an error for every refused connection while the JVM starts.
+        if not _accepts(bootstrap):
+            last = ConnectionRefusedError(f"nothing listens on {bootstrap} yet")
+            await asyncio.sleep(0.3)
+            continue
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
             await admin.start()

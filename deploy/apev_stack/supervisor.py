@@ -1,10 +1,9 @@
-"""`make run`: the whole system on its embedded defaults, in the foreground, with no credentials.
+"""`make run` / `make demo`: the whole system on its embedded defaults, as child processes, with no credentials.
 
-Starts (or reuses) the background Kafka broker, then the local stand-ins (Databricks workspace, MCP
-simulator, alert sinks) and the five services as child processes, each line of their output prefixed with
-its name. Waits until each answers, prints where everything listens, and runs until Ctrl-C or SIGTERM
-(`make stop`), then stops the services first and the stand-ins after, each with SIGTERM and a grace period.
-If any process exits on its own, everything is stopped and the exit status says so.
+`Stack` starts the local stand-ins (Databricks workspace, MCP simulator, alert sinks) together, waits until each
+answers, then the five services together. Every child's output goes to `<data>/logs/<name>.log`; with `echo` it is
+also copied to the terminal, each line prefixed with its name. `stop()` stops the services first (they commit
+their offsets) and the stand-ins after, each with SIGTERM and a grace period, SIGKILL after it.
 """
 
 from __future__ import annotations
@@ -17,20 +16,52 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
-from rich.table import Table
 
-from apev_stack.paths import state_dir
+from apev_stack.kafka import free_port, stop_process_group
+from apev_stack.paths import repo_root
+from apev_stack.state import StackState
 
 console = Console(highlight=False)
 
 # Local-only credentials of the embedded default; production reads real ones from the environment.
 LOCAL_DATABRICKS_TOKEN = os.environ.get("APEV_LOCAL_DATABRICKS_TOKEN", "dapi-apev-local-admin")
 LOCAL_MCP_KEY = os.environ.get("APEV_LOCAL_MCP_KEY", "mcp-local-admin-key-000000000000")
+LOCAL_JWT_SECRET = os.environ.get("APEV_LOCAL_JWT_SECRET", "apev-local-jwt-secret-0123456789abcdef")
+LOCAL_WEBHOOK_PASSWORD = "apev-local-webhook"  # noqa: S105 - the jobs service's local notification destination
+LOCAL_MCP_WEBHOOK_SECRET = "apev-local-mcp-webhook"  # noqa: S105
+LOCAL_SLACK_SIGNING_SECRET = "apev-local-slack-signing-secret"  # noqa: S105
+DEMO_APPROVER = "U0DEMOOPS"
+APPROVALS_WEBHOOK = "/services/T0APEV0000/B0ALERTS00/apev-local-alerts"  # the Slack stand-in's #alerts default
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green", "red"]
+SERVICES = ["ingest", "jobs", "serving", "writeback", "monitor"]
+STAND_INS = ["workspace", "mcp", "sinks"]
+DEFAULT_PORTS = {
+    "workspace": 8787,
+    "mcp": 8785,
+    "sinks": 8790,
+    "smtp": 8025,
+    **{name: 8101 + i for i, name in enumerate(SERVICES)},
+}
+PORT_VARS = {"workspace": "WORKSPACE_PORT", "mcp": "MCP_PORT", "sinks": "SINKS_PORT", "smtp": "SMTP_PORT"}
+
+
+def port_var(part: str) -> str:
+    return PORT_VARS.get(part, f"{part.upper()}_HTTP_PORT")
+
+
+def choose_ports(free: bool = False) -> dict[str, int]:
+    """Each part's port: its variable (`WORKSPACE_PORT`, `JOBS_HTTP_PORT`, ...), else the default (or a free one)."""
+    out = {}
+    for part, default in DEFAULT_PORTS.items():
+        value = os.environ.get(port_var(part))
+        out[part] = int(value) if value else (free_port() if free else default)
+    return out
 
 
 @dataclass
@@ -40,90 +71,157 @@ class Child:
     ready_url: str
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    log_file: Path | None = None
 
 
-def _port(var: str, default: int) -> int:
-    return int(os.environ.get(var, default))
-
-
-def plan(bootstrap: str, data: Path) -> tuple[list[Child], list[Child]]:
+def plan(bootstrap: str, data: Path, ports: dict[str, int], topic_prefix: str = "") -> tuple[list[Child], list[Child]]:
     """(stand-ins, services) with their commands, ports and settings."""
     py = sys.executable
-    ws, mcp, sinks, smtp = (
-        _port("WORKSPACE_PORT", 8787),
-        _port("MCP_PORT", 8785),
-        _port("SINKS_PORT", 8790),
-        _port("SMTP_PORT", 8025),
-    )
+    ws, mcp, sinks, smtp = ports["workspace"], ports["mcp"], ports["sinks"], ports["smtp"]
+    ws_url, mcp_url, sinks_url = f"http://127.0.0.1:{ws}", f"http://127.0.0.1:{mcp}", f"http://127.0.0.1:{sinks}"
     stand_ins = [
         Child(
             "workspace",
             [py, "-m", "apev_workspace", "--port", str(ws), "--data-dir", str(data / "workspace")],
-            f"http://127.0.0.1:{ws}/.well-known/databricks-config",
+            f"{ws_url}/.well-known/databricks-config",
             {"DATABRICKS_TOKEN": LOCAL_DATABRICKS_TOKEN},
         ),
         Child(
-            "mcp",
-            [py, "-m", "apev_mcpsim", "--port", str(mcp)],
-            f"http://127.0.0.1:{mcp}/health",
-            {"MCP_API_KEY": LOCAL_MCP_KEY},
+            "mcp", [py, "-m", "apev_mcpsim", "--port", str(mcp)], f"{mcp_url}/health", {"MCP_API_KEY": LOCAL_MCP_KEY}
         ),
         Child(
             "sinks",
             [py, "-m", "apev_sinks", "--port", str(sinks), "--smtp-port", str(smtp)],
-            f"http://127.0.0.1:{sinks}/_admin/requests",
+            f"{sinks_url}/_admin/requests",
         ),
     ]
     services = []
-    for i, name in enumerate(["ingest", "jobs", "serving", "writeback", "monitor"]):
-        port = _port(f"{name.upper()}_HTTP_PORT", 8101 + i)
+    for name in SERVICES:
+        port = ports[name]
+        up = name.upper()
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            f"{name.upper()}_HTTP_PORT": str(port),
-            f"{name.upper()}_DATA_DIR": str(data / "services"),
-            f"{name.upper()}_LOG_FORMAT": "console",
+            "KAFKA_TOPIC_PREFIX": topic_prefix,
+            f"{up}_HTTP_PORT": str(port),
+            f"{up}_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            f"{up}_DATA_DIR": str(data / "services"),
+            f"{up}_LOG_FORMAT": "console",
+            f"{up}_TENANTS_FILE": str(data / "tenants.yaml"),
+            "APEV_JWT_SECRET": LOCAL_JWT_SECRET,
         }
         if name != "writeback":
-            env |= {"DATABRICKS_HOST": f"http://127.0.0.1:{ws}", "DATABRICKS_TOKEN": LOCAL_DATABRICKS_TOKEN}
+            env |= {"DATABRICKS_HOST": ws_url, "DATABRICKS_TOKEN": LOCAL_DATABRICKS_TOKEN}
         if name in ("ingest", "writeback"):  # the services that talk to the MCP server
-            env |= {"MCP_BASE_URL": f"http://127.0.0.1:{mcp}", "MCP_API_KEY": LOCAL_MCP_KEY}
+            env |= {"MCP_BASE_URL": mcp_url, "MCP_API_KEY": LOCAL_MCP_KEY}
+        if name == "ingest":
+            env["INGEST_MCP_WEBHOOK_SECRET"] = LOCAL_MCP_WEBHOOK_SECRET
+        if name == "writeback":
+            env["WRITEBACK_SLACK_SIGNING_SECRET"] = LOCAL_SLACK_SIGNING_SECRET
+        if name == "jobs":
+            env |= {"JOBS_WEBHOOK_PASSWORD": LOCAL_WEBHOOK_PASSWORD, "JOBS_RECONCILE_INTERVAL_SECONDS": "5"}
         services.append(Child(name, [py, "-m", f"apev_{name}"], f"http://127.0.0.1:{port}/readyz", env))
     return stand_ins, services
 
 
-def _pump(child: Child, color: str) -> None:
+def write_tenants_file(data: Path, sinks_url: str) -> Path:
+    """`deploy/tenants.yaml` plus the demo tenant, whose approvals go to this stack's Slack stand-in."""
+    import yaml
+
+    settings = yaml.safe_load((repo_root() / "deploy" / "tenants.yaml").read_text()) or {}
+    settings.setdefault("tenants", {}).setdefault(
+        "demo-dental",
+        {
+            "mcp_tenant_code": "demo-dental",
+            "approvers": [DEMO_APPROVER],
+            "approvals_webhook": sinks_url + APPROVALS_WEBHOOK,
+        },
+    )
+    path = data / "tenants.yaml"
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def _pump(child: Child, log: IO[bytes], color: str | None) -> None:
     assert child.process is not None and child.process.stdout is not None
     for raw in iter(child.process.stdout.readline, b""):
-        line = raw.decode("utf-8", "replace").rstrip()
-        console.print(f"[{color}]{child.name:>9} |[/] {line}", markup=True, soft_wrap=True, emoji=False)
+        log.write(raw)
+        log.flush()
+        if color is not None:
+            line = raw.decode("utf-8", "replace").rstrip()
+            console.print(f"[{color}]{child.name:>9} |[/] {line}", markup=True, soft_wrap=True, emoji=False)
+    log.close()
 
 
-def _start(child: Child, color: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_")}
+def _start(child: Child, logs: Path, color: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MCP_", "KAFKA_"))}
     env |= child.env | {"PYTHONUNBUFFERED": "1"}
+    logs.mkdir(parents=True, exist_ok=True)
+    child.log_file = logs / f"{child.name}.log"
+    log = child.log_file.open("ab")
     child.process = subprocess.Popen(
         child.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
     )
-    threading.Thread(target=_pump, args=(child, color), daemon=True).start()
+    threading.Thread(target=_pump, args=(child, log, color), daemon=True).start()
 
 
-def _wait_ready(child: Child, timeout: float = 90.0) -> None:
+def _ready(child: Child) -> bool:
+    try:
+        with urllib.request.urlopen(child.ready_url, timeout=3) as r:  # noqa: S310 - fixed local URL
+            return bool(r.status < 500)
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def _wait_ready(children: list[Child], timeout: float, stopping: threading.Event) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert child.process is not None
-        if child.process.poll() is not None:
-            raise RuntimeError(f"{child.name} exited with code {child.process.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(child.ready_url, timeout=3) as r:  # noqa: S310 - fixed local URL
-                if r.status < 500:
-                    return
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{child.name} not ready at {child.ready_url} after {timeout:.0f}s")
+    waiting = list(children)
+    while waiting:
+        for child in list(waiting):
+            assert child.process is not None
+            if child.process.poll() is not None:
+                raise RuntimeError(
+                    f"{child.name} exited with code {child.process.returncode} before it was ready "
+                    f"(log: {child.log_file})\n{_tail(child.log_file)}"
+                )
+            if _ready(child):
+                waiting.remove(child)
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        if waiting and time.monotonic() > deadline:
+            names = ", ".join(f"{c.name} ({c.ready_url})" for c in waiting)
+            raise RuntimeError(f"not ready after {timeout:.0f}s: {names}")
+        if waiting:
+            time.sleep(0.3)
+
+
+def _put_json(url: str, body: dict[str, str]) -> None:
+    import json
+
+    request = urllib.request.Request(  # noqa: S310 - fixed local URL
+        url, data=json.dumps(body).encode(), method="PUT", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310
+        r.read()
+
+
+def _processes_naming(folder: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(folder) in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _tail(path: Path | None, lines: int = 20) -> str:
+    if path is None or not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _stop(children: list[Child], grace: float = 30.0) -> None:
@@ -142,66 +240,76 @@ def _stop(children: list[Child], grace: float = 30.0) -> None:
             child.process.wait()
 
 
-def run(bootstrap: str) -> int:
-    data = state_dir() / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    pid_dir = state_dir() / "run"
-    pid_dir.mkdir(parents=True, exist_ok=True)
-    (pid_dir / "supervisor.pid").write_text(str(os.getpid()))
-    stand_ins, services = plan(bootstrap, data)
-    stopping = threading.Event()
+@dataclass
+class Stack:
+    """The stand-ins and the five services of one data folder, on one broker."""
 
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.set()
+    bootstrap: str
+    data: Path
+    ports: dict[str, int]
+    topic_prefix: str = ""
+    echo: bool = False
+    stand_ins: list[Child] = field(default_factory=list)
+    services: list[Child] = field(default_factory=list)
+    started: list[Child] = field(default_factory=list)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    started: list[Child] = []
-    status = 0
-    try:
-        for i, child in enumerate([*stand_ins, *services]):
-            console.print(f"[bold]run:[/] starting {child.name} ...")
-            _start(child, COLORS[i % len(COLORS)])
-            started.append(child)
-            _wait_ready(child)
-            console.print(f"[bold]run:[/] {child.name} ready")
-            if stopping.is_set():
-                return 130
-        _summary(bootstrap, stand_ins, services)
-        while not stopping.is_set():
-            dead = [c for c in started if c.process and c.process.poll() is not None]
-            if dead:
-                console.print(f"[red]run: {dead[0].name} exited with code {dead[0].process.returncode}; stopping[/]")  # type: ignore[union-attr]
-                status = 1
-                break
-            stopping.wait(0.5)
-    except RuntimeError as exc:
-        console.print(f"[red]run: {exc}[/]")
-        status = 1
-    finally:
-        console.print("[bold]run:[/] stopping services, then stand-ins (Kafka keeps running; `make stop` stops it)")
-        _stop([c for c in started if c in services])
-        _stop([c for c in started if c in stand_ins])
-        (pid_dir / "supervisor.pid").unlink(missing_ok=True)
-    return status
+    def __post_init__(self) -> None:
+        self.stand_ins, self.services = plan(self.bootstrap, self.data, self.ports, self.topic_prefix)
 
+    @property
+    def logs_dir(self) -> Path:
+        return self.data / "logs"
 
-def _summary(bootstrap: str, stand_ins: list[Child], services: list[Child]) -> None:
-    table = Table(title="AgentProvision event layer: running on embedded defaults")
-    table.add_column("part")
-    table.add_column("where")
-    table.add_row("kafka", bootstrap)
-    for child in stand_ins:
-        table.add_row(
-            child.name,
-            child.ready_url.rsplit("/", 1)[0]
-            if child.name != "workspace"
-            else child.ready_url.split("/.well-known")[0],
+    def start(self, stopping: threading.Event | None = None, on_ready: Callable[[str], None] | None = None) -> None:
+        """Stand-ins together, then services together; raises RuntimeError naming what did not come up."""
+        stopping = stopping or threading.Event()
+        self.data.mkdir(parents=True, exist_ok=True)
+        sinks_url = f"http://127.0.0.1:{self.ports['sinks']}"
+        write_tenants_file(self.data, sinks_url)
+        index = 0
+        for group in (self.stand_ins, self.services):
+            if group is self.services:
+                # Slack's app settings: clicks on the approval buttons go to writeback, signed with its secret.
+                _put_json(f"{sinks_url}/_admin/slack/interactivity", {
+                    "request_url": f"http://127.0.0.1:{self.ports['writeback']}/slack/interactions",
+                    "signing_secret": LOCAL_SLACK_SIGNING_SECRET,
+                })  # fmt: skip
+            for child in group:
+                _start(child, self.logs_dir, COLORS[index % len(COLORS)] if self.echo else None)
+                self.started.append(child)
+                index += 1
+            _wait_ready(group, 120.0, stopping)
+            for child in group:
+                if on_ready:
+                    on_ready(child.name)
+
+    def dead(self) -> Child | None:
+        return next((c for c in self.started if c.process and c.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        _stop([c for c in self.started if c in self.services])
+        _stop([c for c in self.started if c in self.stand_ins])
+        # The workspace leaves task processes of runs still executing when it stops (each in its own session; it
+        # kills them at its next start): end them here so Ctrl-C leaves nothing running.
+        for pid in _processes_naming(self.data / "workspace" / "runs"):
+            stop_process_group(pid, timeout=5)
+
+    def urls(self) -> dict[str, str]:
+        out = {c.name: f"http://127.0.0.1:{self.ports[c.name]}" for c in [*self.stand_ins, *self.services]}
+        out["smtp"] = f"127.0.0.1:{self.ports['smtp']}"
+        return out
+
+    def state(self, *, kafka_started: bool) -> StackState:
+        logs = {c.name: str(c.log_file) for c in self.started if c.log_file}
+        return StackState(
+            bootstrap=self.bootstrap,
+            topic_prefix=self.topic_prefix,
+            urls=self.urls(),
+            databricks_token=LOCAL_DATABRICKS_TOKEN,
+            mcp_admin_key=LOCAL_MCP_KEY,
+            jwt_secret=LOCAL_JWT_SECRET,
+            data_dir=str(self.data),
+            logs=logs,
+            supervisor_pid=os.getpid(),
+            kafka_started_by_stack=kafka_started,
         )
-    for child in services:
-        table.add_row(child.name, child.ready_url.replace("/readyz", "  (/healthz /readyz /metrics)"))
-    console.print(table)
-    console.print(
-        f"DATABRICKS_HOST={stand_ins[0].ready_url.split('/.well-known')[0]} "
-        f"DATABRICKS_TOKEN=<APEV_LOCAL_DATABRICKS_TOKEN> (local admin token); Ctrl-C stops everything."
-    )

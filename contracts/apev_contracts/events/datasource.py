@@ -27,7 +27,7 @@ class DatasourceCreated(ContractModel):
     name: Name
     system: OutsideSystem
     entities: Annotated[list[EntityName], Field(min_length=1, max_length=100), AfterValidator(_unique)]
-    """MCP entity types to ingest, e.g. `employees`, `payroll`."""
+    """MCP entity types to ingest, e.g. `employees`, `payroll_runs`."""
     schedule: Schedule | None = None
     """When the ingestion job runs; None: only on demand (and on MCP "data changed" webhooks)."""
     mcp_tenant_code: McpTenantCode
