@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_serving apev_writeback apev_monitor \
 	apev_workspace apev_mcpsim apev_sinks apev_pipeline
 
-.PHONY: help setup run demo test lint format kafka stop workspace mcp sinks bench asyncapi
+.PHONY: help setup run demo test lint format kafka stop workspace mcp sinks bench
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
