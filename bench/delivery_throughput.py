@@ -44,7 +44,7 @@ from faststream import BaseMiddleware
 from apev_contracts import JobRequested
 from apev_contracts.envelope import CloudEvent, encode, new_event
 from apev_contracts.topics import JOB_REQUESTED, dlq_topic
-from apev_runtime.broker import make_broker, subscriber
+from apev_runtime.broker import FETCH_MAX_WAIT_MS, make_broker, subscriber
 from apev_runtime.db import migrate
 from apev_runtime.db.engine import create_database
 from apev_runtime.delivery.middleware import Tx
@@ -103,6 +103,7 @@ async def raw_round(bootstrap: str, topic: str, events: int, batch: int) -> floa
         group_id=f"raw-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # the kit's subscribers use the same (apev_runtime.broker)
     )
     await consumer.start()
     seen = 0
