@@ -6,6 +6,7 @@ Each type carries its JSON Schema, so the committed schemas say what the validat
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import UTC, datetime
@@ -42,7 +43,10 @@ class ContractModel(BaseModel):
 # ---------------------------------------------------------------- tenant ids
 
 
+@functools.lru_cache(maxsize=4096)
 def _tenant_id(value: str) -> str:
+    # Validated on every field of every event decoded (three times per event on a hot consumer); a tenant
+    # set is small, so valid ids are remembered (a malformed one raises and is never cached).
     problem = tenant_id_problem(value)
     if problem:
         raise ValueError(problem)
