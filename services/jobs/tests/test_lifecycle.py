@@ -107,7 +107,7 @@ async def test_offboarding_deletes_every_job_of_the_tenant_and_another_tenants_r
     assert cancelled.data.outcome == "canceled"
     w = stack.ws.client()
     deadline = time.monotonic() + 30
-    while any((j.settings and j.settings.tags or {}).get("ap_tenant_id") == leaving for j in w.jobs.list()):
+    while any(((j.settings and j.settings.tags) or {}).get("ap_tenant_id") == leaving for j in w.jobs.list()):
         assert time.monotonic() < deadline, "the tenant's jobs are still there"
         await asyncio.sleep(0.1)
     (done,) = await stack.wait_finished(other_run)
