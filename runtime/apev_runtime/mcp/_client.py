@@ -244,6 +244,14 @@ class McpClient:
         result: dict[str, Any] = await self._call("POST", "/api/v1/webhooks", json=payload)
         return result
 
+    async def unregister_webhook(self, webhook_id: str) -> bool:
+        """Unsubscribe; False when the subscription was already gone."""
+        try:
+            await self._call("DELETE", f"/api/v1/webhooks/{webhook_id}", idempotent=True)
+        except McpNotFoundError:
+            return False
+        return True
+
     # ------------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:

@@ -86,6 +86,9 @@ class IngestService:
     ) -> None:
         self.db, self.databricks, self.mcp, self.settings = db, databricks, mcp, settings
         self.tenants, self.metrics, self.wake_relay = tenants, metrics, wake_relay
+        from apev_ingest.lifecycle import Lifecycle  # it calls back into this service's steps
+
+        self.lifecycle = Lifecycle(self)
 
     # ------------------------------------------------------------------ datasource.created
 
