@@ -202,3 +202,17 @@ def delete_service_principal(w: WorkspaceClient, name: str) -> bool:
     for sp in found:
         w.service_principals.delete(str(sp.id))
     return bool(found)
+
+
+def walk_files(w: WorkspaceClient, folder: str) -> list[str]:
+    """Every file under a volume folder (none when it does not exist)."""
+    try:
+        entries = list(w.files.list_directory_contents(folder))
+    except NotFound:
+        return []
+    out: list[str] = []
+    for entry in entries:
+        if entry.path is None:
+            continue
+        out += walk_files(w, entry.path) if entry.is_directory else [entry.path]
+    return out

@@ -8,6 +8,7 @@ from apev_contracts import (
     DatasourceCreated,
     DatasourceRemoved,
     DatasourceUpdated,
+    ErasureRequested,
     RunFinished,
     TenantOffboarded,
     topics,
@@ -40,3 +41,7 @@ def register(broker: KafkaBroker, service: IngestService, group: str) -> None:
     @subscriber(broker, topics.TENANT_OFFBOARDED, group_id=group, outside_calls=True)
     async def on_tenant_offboarded(event: CloudEvent[TenantOffboarded], tx: Tx) -> None:
         await service.lifecycle.on_tenant_offboarded(event, tx)  # the jobs service deletes the tenant's jobs
+
+    @subscriber(broker, topics.ERASURE_REQUESTED, group_id=group, outside_calls=True)
+    async def on_erasure_requested(event: CloudEvent[ErasureRequested], tx: Tx) -> None:
+        await service.erasure.on_erasure_requested(event, tx)  # the audit record, verified by a follow-up query

@@ -86,9 +86,11 @@ class IngestService:
     ) -> None:
         self.db, self.databricks, self.mcp, self.settings = db, databricks, mcp, settings
         self.tenants, self.metrics, self.wake_relay = tenants, metrics, wake_relay
-        from apev_ingest.lifecycle import Lifecycle  # it calls back into this service's steps
+        from apev_ingest.erasure import Erasure  # both call back into this service's steps
+        from apev_ingest.lifecycle import Lifecycle
 
         self.lifecycle = Lifecycle(self)
+        self.erasure = Erasure(self)
 
     # ------------------------------------------------------------------ datasource.created
 

@@ -15,7 +15,7 @@ import pytest
 from databricks.sdk.errors import NotFound
 from databricks.sdk.service import sql
 
-from apev_contracts import DatasourceRemoved, DatasourceUpdated, TenantOffboarded, naming
+from apev_contracts import DatasourceRemoved, DatasourceUpdated, ErasureRequested, TenantOffboarded, naming
 from apev_contracts.envelope import CloudEvent, new_event
 
 from .conftest import Stack
@@ -161,3 +161,82 @@ async def test_offboarding_removes_every_trace_of_the_tenant_and_nothing_of_anot
     await stack.send(offboarded)  # replayed: nothing to do
     await asyncio.sleep(1.0)
     assert stack.writes() == {}
+
+
+def _count(stack: Stack, statement: str) -> int:
+    w = stack.w
+    wid = str(next(iter(w.warehouses.list())).id)
+    done = w.statement_execution.execute_statement(statement=statement, warehouse_id=wid, wait_timeout="50s")
+    assert done.status is not None and done.status.state == sql.StatementState.SUCCEEDED, done.status
+    return int(done.result.data_array[0][0])  # type: ignore[union-attr,index,arg-type]
+
+
+async def _verified(stack: Stack, tenant: str, request_id: str) -> dict[str, Any]:
+    async with stack.http(tenant, ("admin",)) as http:
+        for _ in range(300):
+            got = (await http.get(f"/api/v1/erasures/{request_id}")).json()
+            if got.get("state") == "verified":
+                return dict(got)
+            await asyncio.sleep(0.1)
+    raise AssertionError(got)
+
+
+async def test_an_erasure_leaves_no_row_or_landing_file_with_the_person_and_says_where_it_deleted(
+    stack: Stack, tenants: dict[str, Any]
+) -> None:
+    cat = naming.catalog_name(V)
+    for statement in (
+        f"CREATE TABLE {cat}.bronze.employees (EMPLOYEE_ID STRING, FIRST_NAME STRING, _source_file STRING)",
+        f"INSERT INTO {cat}.bronze.employees VALUES ('E00001', 'Ada', 'p0'), ('E00002', 'Bo', 'p0')",
+        f"CREATE TABLE {cat}.silver.employees (employee_id STRING, first_name STRING)",
+        f"INSERT INTO {cat}.silver.employees VALUES ('E00001', 'Ada'), ('E00002', 'Bo')",
+        f"CREATE TABLE {cat}.gold.agent_insights (insight_id STRING, entity_type STRING, entity_id STRING)",
+        f"INSERT INTO {cat}.gold.agent_insights VALUES ('i1', 'employees', 'E00001'), ('i2', 'employees', 'E00002'),"
+        " ('i3', 'locations', 'E00001')",
+        f"CREATE TABLE {cat}.gold.payroll_totals (practice_location STRING, gross_pay DECIMAL(12,2))",
+        f"INSERT INTO {cat}.gold.payroll_totals VALUES ('eastlake_001', 100.00)",
+    ):
+        _sql(stack, statement)
+    run = f"/Volumes/{cat}/bronze/landing/adp-1/employees/run-1-0"
+    both, other = f"{run}/part-00000.json", f"{run}/part-00001.json"
+    stack.w.files.upload(both, io.BytesIO(b'{"EMPLOYEE_ID":"E00001","FIRST_NAME":"Ada"}\n{"EMPLOYEE_ID":"E00002"}\n'))
+    stack.w.files.upload(other, io.BytesIO(b'{"EMPLOYEE_ID":"E00002","FIRST_NAME":"Bo"}\n'))
+
+    async with stack.http(V, ("analyst",)) as http:
+        assert (await http.post("/api/v1/erasures", json={"employee_id": "E00001"})).status_code == 403
+    async with stack.http(V, ("admin",)) as http:
+        asked = await http.post("/api/v1/erasures", json={"employee_id": "E00001"})
+        assert asked.status_code == 202, asked.text
+        request_id = asked.json()["request_id"]
+        assert asked.json()["progress"] == f"/api/v1/erasures/{request_id}"
+    record = await _verified(stack, V, request_id)
+    assert record["counts"] == {f"{cat}.bronze.employees": 1, f"{cat}.silver.employees": 1,
+                                f"{cat}.gold.agent_insights": 1}  # fmt: skip
+    assert record["files_deleted"] == [both]
+    assert set(record["remaining"].values()) == {0} and "landing_files" in record["remaining"]
+    assert "E00001" not in str(record) and "Ada" not in str(record)  # no personal data in the audit record
+    # the proof, independently: nothing with the id anywhere, everything else still there
+    assert _count(stack, f"SELECT count(*) FROM {cat}.bronze.employees WHERE EMPLOYEE_ID = 'E00001'") == 0
+    assert _count(stack, f"SELECT count(*) FROM {cat}.silver.employees WHERE employee_id = 'E00001'") == 0
+    assert _count(stack, f"SELECT count(*) FROM {cat}.gold.agent_insights WHERE entity_type = 'employees' "
+                         "AND entity_id = 'E00001'") == 0  # fmt: skip
+    assert _count(stack, f"SELECT count(*) FROM {cat}.gold.agent_insights") == 2  # i2, and i3 (a location)
+    assert _count(stack, f"SELECT count(*) FROM {cat}.bronze.employees") == 1
+    assert _count(stack, f"SELECT count(*) FROM {cat}.gold.payroll_totals") == 1
+    landing = [p for p in _walk(stack, f"/Volumes/{cat}/bronze/landing")]
+    assert both not in landing and other in landing
+    for path in landing:
+        assert b"E00001" not in stack.w.files.download(path).contents.read()  # type: ignore[union-attr]
+
+    again = _event(ErasureRequested(tenant_id=V, employee_id="E00001"))  # the same person asked again
+    await stack.send(again)
+    replay = await _verified(stack, V, again.id)
+    assert set(replay["counts"].values()) == {0} and replay["files_deleted"] == []
+    assert _count(stack, f"SELECT count(*) FROM {cat}.silver.employees") == 1
+
+
+def _walk(stack: Stack, folder: str) -> list[str]:
+    out: list[str] = []
+    for entry in stack.w.files.list_directory_contents(folder):
+        out += _walk(stack, str(entry.path)) if entry.is_directory else [str(entry.path)]
+    return out
