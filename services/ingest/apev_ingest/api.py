@@ -20,6 +20,7 @@ from apev_contracts.events.lifecycle import EmployeeId
 from apev_ingest import gateway as gw
 from apev_ingest.service import IngestService
 from apev_runtime.auth import AuthError, JwtVerifier, Principal, auth_error_response
+from apev_runtime.errors import PermanentError
 from apev_runtime.mcp import WebhookVerificationError, WebhookVerifier
 
 log = structlog.get_logger("apev.ingest.api")
@@ -157,6 +158,50 @@ def routes(service: IngestService, jwt: JwtVerifier | None, webhook: WebhookVeri
             return _error(404, "not_found", f"no erasure request {request.path_params['id']!r} for this tenant")
         return JSONResponse(found)
 
+    @guard(ADMIN)
+    async def request_rotation(request: Request, principal: Principal) -> Response:
+        try:
+            request_id = await service.rotation.request(principal.tenant_id)
+        except PermanentError as exc:
+            return _error(409, "conflict", str(exc))
+        found = await service.rotation.rotation(request_id, principal.tenant_id)
+        url = f"/api/v1/credentials/rotations/{request_id}"
+        return JSONResponse({**(found or {}), "progress": url}, status_code=202)
+
+    @guard(ADMIN)
+    async def get_rotation(request: Request, principal: Principal) -> Response:
+        found = await service.rotation.rotation(request.path_params["id"], principal.tenant_id)
+        if found is None:
+            return _error(404, "not_found", f"no rotation {request.path_params['id']!r} for this tenant")
+        return JSONResponse(found)
+
+    @guard(ADMIN)
+    async def list_credentials(request: Request, principal: Principal) -> Response:
+        return JSONResponse({"credentials": await service.rotation.credentials(principal.tenant_id)})
+
+    @guard(ADMIN)
+    async def request_offboarding(request: Request, principal: Principal) -> Response:
+        if refused := own_tenant(principal, request.path_params["tenant"]):
+            return refused
+        request_id = await service.lifecycle.request_offboarding(
+            principal.tenant_id, f"requested by {principal.subject}"
+        )
+        url = f"/api/v1/tenants/{principal.tenant_id}/offboarding/{request_id}"
+        return JSONResponse({"request_id": request_id, "state": "requested", "progress": url}, status_code=202)
+
+    @guard(ADMIN)
+    async def get_offboarding(request: Request, principal: Principal) -> Response:
+        if refused := own_tenant(principal, request.path_params["tenant"]):
+            return refused
+        return JSONResponse(await service.lifecycle.offboarding(principal.tenant_id, request.path_params["id"]))
+
+    def own_tenant(principal: Principal, tenant: str) -> Response | None:
+        try:
+            principal.require(tenant_id=naming.normalize_tenant_id(tenant))
+        except (AuthError, ValueError) as err:
+            return auth_error_response(err) if isinstance(err, AuthError) else _error(404, "not_found", str(err))
+        return None
+
     async def mcp_webhook(request: Request) -> Response:
         body = await request.body()
         if webhook is None:
@@ -179,5 +224,10 @@ def routes(service: IngestService, jwt: JwtVerifier | None, webhook: WebhookVeri
         Route("/api/v1/datasources", list_datasources, methods=["GET"]),
         Route("/api/v1/erasures", request_erasure, methods=["POST"]),
         Route("/api/v1/erasures/{id}", get_erasure, methods=["GET"]),
+        Route("/api/v1/credentials", list_credentials, methods=["GET"]),
+        Route("/api/v1/credentials/rotations", request_rotation, methods=["POST"]),
+        Route("/api/v1/credentials/rotations/{id}", get_rotation, methods=["GET"]),
+        Route("/api/v1/tenants/{tenant}/offboarding", request_offboarding, methods=["POST"]),
+        Route("/api/v1/tenants/{tenant}/offboarding/{id}", get_offboarding, methods=["GET"]),
         Route("/webhooks/mcp", mcp_webhook, methods=["POST"]),
     ]

@@ -17,7 +17,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apev_contracts import DatasourceRemoved, DatasourceUpdated, JobAction, JobRequested, TenantOffboarded, naming
-from apev_contracts.envelope import CloudEvent
+from apev_contracts.envelope import CloudEvent, new_event
 from apev_ingest import gateway as gw
 from apev_ingest import tables as t
 from apev_pipeline import ENTITIES, IngestJobInput, build_ingest_job
@@ -165,6 +165,27 @@ class Lifecycle:
             t.steps.c.scope == tscope, t.steps.c.scope.like(f"ds:{tenant}:%"))))  # fmt: skip
         await self.s._record_step(tx, scope, "offboarded", {"datasources": len(rows)}, 0.0)
         log.info("tenant_offboarded", tenant_id=tenant, datasources=len(rows))
+
+    async def request_offboarding(self, tenant: str, reason: str | None) -> str:
+        """Offboarding asked for over HTTP: `tenant.offboarded` through the outbox (jobs, monitor and this
+        service act on it); its progress is `offboarding(request_id)`."""
+        event = new_event(TenantOffboarded(tenant_id=tenant, reason=reason), tenant_id=tenant, source=SOURCE)
+        async with self.s.db.transaction() as tx:
+            await outbox.add(tx, event, traceparent=current_traceparent())
+        self.s.wake_relay()
+        return event.id
+
+    async def offboarding(self, tenant: str, request_id: str) -> dict[str, Any]:
+        async with self.s.db.engine.connect() as conn:
+            steps = list(await conn.execute(select(t.steps).where(
+                t.steps.c.scope == f"off:{tenant}:{request_id}").order_by(t.steps.c.done_at)))  # fmt: skip
+        names = [s.step for s in steps]
+        return {
+            "request_id": request_id,
+            "tenant_id": tenant,
+            "state": "done" if "offboarded" in names else "in_progress" if names else "requested",
+            "steps": [{"step": s.step, "done_at": s.done_at.isoformat(), "detail": s.detail} for s in steps],
+        }
 
     async def _unsubscribe(self, code: str, webhook_id: str) -> dict[str, Any]:
         async with self.s.mcp.client(code) as mcp:

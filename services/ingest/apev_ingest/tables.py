@@ -89,3 +89,20 @@ erasures = Table(
     Column("verified_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_ingest_erasures_tenant", erasures.c.tenant_id, erasures.c.created_at)
+
+rotations = Table(
+    "ingest_rotations",
+    metadata,
+    Column("request_id", String(200), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("cause", String(16), nullable=False),  # http, age
+    # requested -> stored (new key in the secret scope) -> done (old keys revoked after the grace period)
+    Column("state", String(16), nullable=False),
+    Column("new_key_id", String(64), nullable=True),
+    Column("old_key_ids", JSON, nullable=False),
+    Column("retire_after", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_ingest_rotations_state", rotations.c.state, rotations.c.retire_after)

@@ -240,3 +240,69 @@ def _walk(stack: Stack, folder: str) -> list[str]:
     for entry in stack.w.files.list_directory_contents(folder):
         out += _walk(stack, str(entry.path)) if entry.is_directory else [str(entry.path)]
     return out
+
+
+async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_key_is_refused_after(
+    stack: Stack,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from databricks.sdk.service import jobs
+
+    from apev_workspace.testing import wait_run
+
+    from .test_ingest import create_job
+
+    tenant, code = "life-w", stack.mcp.new_tenant("lw")
+    await stack.send(stack.created(tenant, "adp-1", "adp", ["employees"], code))
+    (request,) = await stack.wait_requests(tenant, "adp-1", 1)
+    w = stack.w
+    old_key = _pipeline_key(stack, tenant)
+    sp = next(iter(w.service_principals.list(filter=f'displayName eq "{naming.pipeline_principal(tenant)}"')))
+    job_id = create_job(w, request.data, str(sp.application_id))
+    stack.mcp.add_fault("latency", "/api/v1/integrations/*/data", latency_ms=1500, count=2)  # a run that lasts
+    try:
+        run_id = w.jobs.run_now(job_id=job_id).run_id
+        assert run_id is not None
+        wait_run(
+            w,
+            run_id,
+            until=lambda r: any(  # the fetch task has started: it has read its key
+                t.state is not None and t.state.life_cycle_state == jobs.RunLifeCycleState.RUNNING
+                for t in r.tasks or []
+            ),
+        )
+        async with stack.http(tenant, ("admin",)) as http:
+            rotated = await http.post("/api/v1/credentials/rotations")
+            assert rotated.status_code == 202, rotated.text
+            rotation = rotated.json()
+            rotated_at = datetime.now(UTC)
+            listed = (await http.get("/api/v1/credentials")).json()["credentials"]
+        done = wait_run(w, run_id, timeout=180)
+    finally:
+        stack.mcp.clear_faults()
+    assert rotation["state"] == "stored" and rotation["progress"].endswith(rotation["request_id"])
+    new_key = _pipeline_key(stack, tenant)
+    assert new_key != old_key and new_key.startswith(f"{code}_sk_")
+    assert [c["state"] for c in listed] == ["retiring", "active"]  # oldest first
+    assert listed[1]["key_id"] == rotation["new_key_id"] and listed[0]["revoke_after"] is not None
+    assert all(c["age_days"] >= 0 and c["rotation_due"] is False for c in listed)
+    assert done.state is not None and done.state.result_state == jobs.RunResultState.SUCCESS, done.state
+    assert datetime.fromtimestamp((done.end_time or 0) / 1000, UTC) > rotated_at  # it ran across the rotation
+    assert _status(stack, old_key).status_code == 200  # still in its grace period
+
+    later = datetime.now(UTC) + timedelta(seconds=stack.settings.credential_grace_seconds + 1)
+    assert await stack.service.rotation.advance(rotation["request_id"], later) == "done"
+    refused = _status(stack, old_key)
+    assert refused.status_code == 403 and refused.json()["detail"] == "Invalid or expired API key"
+    assert _status(stack, new_key).status_code == 200
+    async with stack.http(tenant, ("admin",)) as http:
+        progress = (await http.get(rotation["progress"])).json()
+        listed = (await http.get("/api/v1/credentials")).json()["credentials"]
+    async with stack.http(tenant, ("analyst",)) as http:
+        assert (await http.get("/api/v1/credentials")).status_code == 403
+    assert progress["state"] == "done" and progress["old_key_ids"]
+    assert [c["key_id"] for c in listed] == [rotation["new_key_id"]]
+    # by age: a key older than the configured maximum (90 days by default) is listed as due
+    due = await stack.service.rotation.credentials(tenant, later + timedelta(days=91))
+    assert [c["rotation_due"] for c in due] == [True]
