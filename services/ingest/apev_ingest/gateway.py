@@ -174,6 +174,7 @@ def drop_table(w: WorkspaceClient, full_name: str) -> bool:
 def drop_catalog(w: WorkspaceClient, name: str) -> bool:
     """With `force`: its schemas, tables and volumes (and the files in them) go too."""
     try:
+        w.catalogs.get(name)  # read before the write, like every call here
         w.catalogs.delete(name, force=True)
     except NotFound:
         return False
