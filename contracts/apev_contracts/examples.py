@@ -13,11 +13,15 @@ from pydantic import BaseModel
 from apev_contracts.events import (
     CostSampled,
     DatasourceCreated,
+    DatasourceRemoved,
+    DatasourceUpdated,
     EndpointScaleRequested,
+    ErasureRequested,
     InsightCreated,
     JobRequested,
     RunFinished,
     ServingLatencySampled,
+    TenantOffboarded,
     WritebackOutcomeRecorded,
 )
 
@@ -142,4 +146,13 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
             attempts=1,
             occurred_at=T0.replace(minute=7),
         ),
+        DatasourceUpdated: DatasourceUpdated(
+            tenant_id=TENANT,
+            datasource_id="ds-adp-1",
+            entities=["employees", "payroll_runs"],
+            schedule={"quartz_cron_expression": "0 0 3 * * ?", "timezone_id": "America/Los_Angeles"},
+        ),
+        DatasourceRemoved: DatasourceRemoved(tenant_id=TENANT, datasource_id="ds-adp-1", drop_tables=True),
+        TenantOffboarded: TenantOffboarded(tenant_id=TENANT, reason="contract ended"),
+        ErasureRequested: ErasureRequested(tenant_id=TENANT, employee_id="E00042", requested_by="dpo@acme.example"),
     }

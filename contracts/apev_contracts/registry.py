@@ -17,11 +17,15 @@ from apev_contracts.errors import UnknownEventType, UnsupportedVersion
 from apev_contracts.events import (
     CostSampled,
     DatasourceCreated,
+    DatasourceRemoved,
+    DatasourceUpdated,
     EndpointScaleRequested,
+    ErasureRequested,
     InsightCreated,
     JobRequested,
     RunFinished,
     ServingLatencySampled,
+    TenantOffboarded,
     WritebackOutcomeRecorded,
 )
 
@@ -62,6 +66,10 @@ _SPECS: Final[tuple[EventSpec, ...]] = (
     EventSpec(topics.SERVING_LATENCY_SAMPLED, 1, ServingLatencySampled),
     EventSpec(topics.ENDPOINT_SCALE_REQUESTED, 1, EndpointScaleRequested),
     EventSpec(topics.WRITEBACK_OUTCOME, 1, WritebackOutcomeRecorded),
+    EventSpec(topics.DATASOURCE_UPDATED, 1, DatasourceUpdated),
+    EventSpec(topics.DATASOURCE_REMOVED, 1, DatasourceRemoved),
+    EventSpec(topics.TENANT_OFFBOARDED, 1, TenantOffboarded),
+    EventSpec(topics.ERASURE_REQUESTED, 1, ErasureRequested),
 )
 _BY_TYPE: Final = {spec.type: spec for spec in _SPECS}
 _BY_TOPIC: Final = {spec.topic: spec for spec in _SPECS}

@@ -16,6 +16,10 @@ COST_SAMPLED: Final = "cost.sampled"
 SERVING_LATENCY_SAMPLED: Final = "serving.latency.sampled"
 ENDPOINT_SCALE_REQUESTED: Final = "endpoint.scale.requested"
 WRITEBACK_OUTCOME: Final = "writeback.outcome"
+DATASOURCE_UPDATED: Final = "datasource.updated"
+DATASOURCE_REMOVED: Final = "datasource.removed"
+TENANT_OFFBOARDED: Final = "tenant.offboarded"
+ERASURE_REQUESTED: Final = "erasure.requested"
 
 TOPICS: Final[tuple[str, ...]] = (
     DATASOURCE_CREATED,
@@ -26,6 +30,10 @@ TOPICS: Final[tuple[str, ...]] = (
     SERVING_LATENCY_SAMPLED,
     ENDPOINT_SCALE_REQUESTED,
     WRITEBACK_OUTCOME,
+    DATASOURCE_UPDATED,
+    DATASOURCE_REMOVED,
+    TENANT_OFFBOARDED,
+    ERASURE_REQUESTED,
 )
 
 DLQ_SUFFIX: Final = ".dlq"

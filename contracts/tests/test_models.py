@@ -235,7 +235,8 @@ def test_valid_actions(action: dict[str, Any]) -> None:
         ({"type": "repair", "run_id": "1"}, "exactly one of rerun_tasks and rerun_all_failed_tasks"),
         ({"type": "repair", "run_id": "1", "rerun_tasks": []}, "at least one task"),
         ({"type": "repair", "run_id": "1", "rerun_all_failed_tasks": True, "only": ["a"]}, "not only"),
-        ({"type": "restart", "run_id": "1"}, "Input should be 'run', 'cancel' or 'repair'"),
+        ({"type": "delete", "run_id": "1"}, "action 'delete' takes no arguments"),
+        ({"type": "restart", "run_id": "1"}, "Input should be 'run', 'cancel', 'repair' or 'delete'"),
     ],
 )
 def test_invalid_actions(action: dict[str, Any], message: str) -> None:

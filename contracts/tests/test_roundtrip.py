@@ -16,11 +16,15 @@ from pydantic import BaseModel
 from apev_contracts import (
     CostSampled,
     DatasourceCreated,
+    DatasourceRemoved,
+    DatasourceUpdated,
     EndpointScaleRequested,
+    ErasureRequested,
     InsightCreated,
     JobRequested,
     RunFinished,
     ServingLatencySampled,
+    TenantOffboarded,
     WritebackOutcomeRecorded,
     all_specs,
     decode,
@@ -152,6 +156,7 @@ def job_specs(draw: st.DrawFn) -> dict[str, Any]:
 actions: st.SearchStrategy[dict[str, Any]] = st.one_of(
     st.builds(dict, type=st.just("run"), job_parameters=params, only=st.none() | st.lists(task_keys, max_size=3)),
     st.builds(dict, type=st.just("cancel"), run_id=numeric_ids),
+    st.builds(dict, type=st.just("delete")),
     st.builds(dict, type=st.just("repair"), run_id=numeric_ids, rerun_all_failed_tasks=st.just(True)),
     st.builds(
         dict, type=st.just("repair"), run_id=numeric_ids, rerun_tasks=st.lists(task_keys, min_size=1, max_size=3),
@@ -265,6 +270,38 @@ def writeback_outcome(draw: st.DrawFn) -> WritebackOutcomeRecorded:
     )  # fmt: skip
 
 
+@st.composite
+def datasource_updated(draw: st.DrawFn) -> DatasourceUpdated:
+    return DatasourceUpdated(
+        tenant_id=draw(tenant_ids), datasource_id=draw(identifiers),
+        entities=draw(st.none() | st.lists(entity_names, min_size=1, max_size=4, unique=True)),
+        schedule=draw(st.none() | schedules),
+    )  # fmt: skip
+
+
+@st.composite
+def datasource_removed(draw: st.DrawFn) -> DatasourceRemoved:
+    return DatasourceRemoved(
+        tenant_id=draw(tenant_ids), datasource_id=draw(identifiers), drop_tables=draw(st.booleans())
+    )
+
+
+@st.composite
+def tenant_offboarded(draw: st.DrawFn) -> TenantOffboarded:
+    return TenantOffboarded(
+        tenant_id=draw(tenant_ids), reason=draw(st.none() | names),
+        export_volume=draw(st.none() | rx(r"/Volumes/[a-z0-9_]{1,10}/[a-z0-9_]{1,10}/[a-z0-9_]{1,10}(/[a-z]{1,9})?")),
+    )  # fmt: skip
+
+
+@st.composite
+def erasure_requested(draw: st.DrawFn) -> ErasureRequested:
+    return ErasureRequested(
+        tenant_id=draw(tenant_ids), employee_id=draw(rx(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}")),
+        requested_by=draw(st.none() | names),
+    )  # fmt: skip
+
+
 STRATEGIES: dict[type[BaseModel], st.SearchStrategy[Any]] = {
     DatasourceCreated: datasource_created(),
     JobRequested: job_requested(),
@@ -274,6 +311,10 @@ STRATEGIES: dict[type[BaseModel], st.SearchStrategy[Any]] = {
     ServingLatencySampled: latency_sampled(),
     EndpointScaleRequested: scale_requested(),
     WritebackOutcomeRecorded: writeback_outcome(),
+    DatasourceUpdated: datasource_updated(),
+    DatasourceRemoved: datasource_removed(),
+    TenantOffboarded: tenant_offboarded(),
+    ErasureRequested: erasure_requested(),
 }
 traceparents = st.none() | st.tuples(rx(r"[0-9a-f]{32}"), rx(r"[0-9a-f]{16}")).filter(
     lambda t: set(t[0]) != {"0"} and set(t[1]) != {"0"}

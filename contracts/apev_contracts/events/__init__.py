@@ -14,6 +14,7 @@ from apev_contracts.events.jobs import (
     TaskDependency,
     TaskSpec,
 )
+from apev_contracts.events.lifecycle import DatasourceRemoved, DatasourceUpdated, ErasureRequested, TenantOffboarded
 from apev_contracts.events.runs import (
     RunFinished,
     RunOutcome,
@@ -36,8 +37,11 @@ __all__ = [
     "LATENCY_BUCKET_BOUNDS_MS",
     "CostSampled",
     "DatasourceCreated",
+    "DatasourceRemoved",
+    "DatasourceUpdated",
     "DecisionVia",
     "EndpointScaleRequested",
+    "ErasureRequested",
     "InsightCreated",
     "JobAction",
     "JobParameter",
@@ -55,6 +59,7 @@ __all__ = [
     "TaskDependency",
     "TaskRun",
     "TaskSpec",
+    "TenantOffboarded",
     "TerminationDetails",
     "WritebackOutcome",
     "WritebackOutcomeRecorded",

@@ -146,12 +146,13 @@ class JobSpec(ContractModel):
     description: ShortText | None = None
 
 
-ActionType = Literal["run", "cancel", "repair"]
+ActionType = Literal["run", "cancel", "repair", "delete"]
 
 
 class JobAction(ContractModel):
-    """What to do now: `run` (with `job_parameters`, optionally `only` some tasks), `cancel` a run, or
-    `repair` a run (`rerun_tasks` or `rerun_all_failed_tasks`; `latest_repair_id` after the first repair)."""
+    """What to do now: `run` (with `job_parameters`, optionally `only` some tasks), `cancel` a run,
+    `repair` a run (`rerun_tasks` or `rerun_all_failed_tasks`; `latest_repair_id` after the first repair), or
+    `delete` the job (its active runs are cancelled first; deleting a job that is gone is a no-op)."""
 
     type: ActionType
     job_parameters: Parameters = Field(default_factory=dict)
@@ -169,6 +170,11 @@ class JobAction(ContractModel):
                 raise ValueError(
                     f"action 'run' takes job_parameters and only, not {extra or ['rerun_all_failed_tasks']}"
                 )
+            return self
+        if self.type == "delete":
+            given = [n for n in ("run_id", "only", "rerun_tasks", "latest_repair_id") if getattr(self, n) is not None]
+            if given or self.job_parameters or self.rerun_all_failed_tasks:
+                raise ValueError(f"action 'delete' takes no arguments, got {given or ['job_parameters']}")
             return self
         if self.run_id is None:
             raise ValueError(f"action {self.type!r} needs run_id")

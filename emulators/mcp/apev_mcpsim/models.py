@@ -123,6 +123,7 @@ class Backend:
         self.on_event = on_event
         self.tenants: dict[str, Tenant] = {}
         self.keys: dict[str, str] = {}  # tenant-scoped key -> tenant code
+        self.key_created: dict[str, datetime] = {}  # key id -> when it was minted (wall clock: keys age for real)
         self.integrations: dict[str, Integration] = {}
         self.tables: dict[tuple[str, str], EntityTable] = {}
         self.idempotency: dict[tuple[str, str], tuple[str, int, dict[str, Any]]] = {}
@@ -160,7 +161,28 @@ class Backend:
         self.tenant(tenant_code)
         key = f"{tenant_code}_sk_{secrets.token_hex(16)}"
         self.keys[key] = tenant_code
-        return {"tenant_code": tenant_code, "api_key": key, "key_id": hashlib.sha256(key.encode()).hexdigest()[:12]}
+        self.key_created[_key_id(key)] = datetime.now(UTC)
+        return {"tenant_code": tenant_code, "api_key": key, "key_id": _key_id(key)}
+
+    def list_keys(self, tenant_code: str) -> list[dict[str, Any]]:
+        """The tenant's valid keys, oldest first, without the secret."""
+        self.tenant(tenant_code)
+        found = [
+            {"tenant_code": code, "key_id": _key_id(key), "created_at": self.key_created[_key_id(key)].isoformat()}
+            for key, code in self.keys.items()
+            if code == tenant_code
+        ]
+        return sorted(found, key=lambda k: (k["created_at"], k["key_id"]))
+
+    def revoke_key(self, tenant_code: str, key_id: str) -> None:
+        """The key is refused from now on (403 on every route)."""
+        self.tenant(tenant_code)
+        for key, code in list(self.keys.items()):
+            if code == tenant_code and _key_id(key) == key_id:
+                del self.keys[key]
+                self.key_created.pop(key_id, None)
+                return
+        raise not_found(f"API key '{key_id}'")
 
     def is_admin(self, key: str) -> bool:
         admin = self.config.admin_key
@@ -191,6 +213,11 @@ class Backend:
         if integration is None or integration.tenant_code != tenant_code:
             raise not_found(f"Integration '{integration_id}'")
         return integration
+
+    def deregister(self, tenant_code: str, integration_id: str) -> None:
+        """The integration is gone: no data, no status, and its id answers 404."""
+        self.integration(tenant_code, integration_id)
+        del self.integrations[integration_id]
 
     def statuses(self, tenant_code: str, integration_type: str | None) -> list[dict[str, Any]]:
         return [
@@ -409,3 +436,7 @@ class Backend:
                     "data": payload,
                 }
                 self.on_event(OutgoingEvent(hook, event))
+
+
+def _key_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -92,6 +92,16 @@ async def mint_key(tenant_code: str, backend: BackendDep) -> dict[str, Any]:
     return backend.mint_key(tenant_code)
 
 
+@router.get("/api/v1/tenants/{tenant_code}/api-keys", dependencies=[Depends(admin_caller)])
+async def list_keys(tenant_code: str, backend: BackendDep) -> list[dict[str, Any]]:
+    return backend.list_keys(tenant_code)
+
+
+@router.delete("/api/v1/tenants/{tenant_code}/api-keys/{key_id}", status_code=204, dependencies=[Depends(admin_caller)])
+async def revoke_key(tenant_code: str, key_id: str, backend: BackendDep) -> None:
+    backend.revoke_key(tenant_code, key_id)
+
+
 # ---------------------------------------------------------------- integrations and data
 
 
@@ -102,6 +112,11 @@ async def register(body: RegisterIn, caller: TenantCaller, backend: BackendDep) 
     )
     payload = {"integration_id": integration.integration_id, "status": integration.status}
     return JSONResponse(payload, status_code=201 if created else 200)
+
+
+@router.delete("/api/v1/integrations/{integration_id}", status_code=204)
+async def deregister(integration_id: str, caller: TenantCaller, backend: BackendDep) -> None:
+    backend.deregister(caller.tenant.tenant_code, integration_id)
 
 
 @router.get("/api/v1/integrations/status")

@@ -212,3 +212,23 @@ def test_empty_page_and_duplicate_record_faults(api, mcp_sim) -> None:
     assert doubled["data"] == [*normal["data"], normal["data"][0]]
     assert doubled["next_cursor"] == normal["next_cursor"]
     assert api.get(data_path, params=params, headers=headers).json() == normal  # both rules are used up
+
+
+def test_keys_listed_and_revoked_and_integrations_deregistered_over_http(api, mcp_sim) -> None:
+    code = f"kr-{uuid.uuid4().hex[:6]}"
+    assert api.post("/api/v1/tenants/", json={"tenant_code": code, "tenant_name": "Key rotation"}).status_code == 201
+    minted = api.post(f"/api/v1/tenants/{code}/api-keys", headers=admin(mcp_sim)).json()
+    tenant = {"Authorization": f"Bearer {minted['api_key']}"}
+    reg = api.post(
+        "/api/v1/integrations/register", json={"integration_type": "adp", "datasource_id": "d"}, headers=tenant
+    )
+    listed = api.get(f"/api/v1/tenants/{code}/api-keys", headers=admin(mcp_sim))
+    assert [k["key_id"] for k in listed.json()] == [minted["key_id"]] and "api_key" not in listed.json()[0]
+    assert api.get(f"/api/v1/tenants/{code}/api-keys", headers=tenant).status_code == 403  # admin key only
+    assert api.delete(f"/api/v1/integrations/{reg.json()['integration_id']}", headers=tenant).status_code == 204
+    assert api.get("/api/v1/integrations/status", headers=tenant).json() == []
+    assert api.delete(f"/api/v1/integrations/{reg.json()['integration_id']}", headers=tenant).status_code == 404
+    revoked = api.delete(f"/api/v1/tenants/{code}/api-keys/{minted['key_id']}", headers=admin(mcp_sim))
+    assert revoked.status_code == 204
+    refused = api.get("/api/v1/integrations/status", headers=tenant)
+    assert refused.status_code == 403 and refused.json()["detail"] == "Invalid or expired API key"

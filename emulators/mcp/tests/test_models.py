@@ -157,3 +157,30 @@ def test_events_go_to_the_tenants_subscribers_only() -> None:
     b.run_sync("acme", {"integration_type": "adp"})
     assert [(o.webhook.url, o.event["type"]) for o in sent] == [("http://x/hook", "data.changed")]
     assert sent[0].event["data"]["changed"] == {"locations": 2}
+
+
+def test_keys_are_listed_oldest_first_without_the_secret_and_a_revoked_key_is_refused() -> None:
+    b = backend()
+    old, new = b.mint_key("acme"), b.mint_key("acme")
+    b.mint_key("default")
+    listed = b.list_keys("acme")
+    assert [k["key_id"] for k in listed] == [old["key_id"], new["key_id"]]
+    assert all("api_key" not in k for k in listed)
+    b.revoke_key("acme", old["key_id"])
+    assert not b.key_valid_for(old["api_key"], "acme") and b.key_valid_for(new["api_key"], "acme")
+    assert [k["key_id"] for k in b.list_keys("acme")] == [new["key_id"]]
+    with pytest.raises(McpSimError) as err:
+        b.revoke_key("default", new["key_id"])  # another tenant's key id
+    assert err.value.status == 404
+
+
+def test_a_deregistered_integration_has_no_status_and_no_data() -> None:
+    b = backend()
+    integration, _ = b.register("acme", "adp", "ds-1", {})
+    b.deregister("acme", integration.integration_id)
+    assert b.statuses("acme", None) == []
+    with pytest.raises(McpSimError) as err:
+        b.page("acme", integration.integration_id, "employees", limit=10, cursor=None, updated_since=None)
+    assert err.value.status == 404
+    with pytest.raises(McpSimError):
+        b.deregister("acme", integration.integration_id)

@@ -35,6 +35,7 @@ from apev_runtime.mcp._errors import (
 )
 from apev_runtime.mcp._models import (
     ApiKey,
+    ApiKeyInfo,
     IntegrationRegistration,
     IntegrationStatus,
     NewTenant,
@@ -70,6 +71,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "ApiKey",
+    "ApiKeyInfo",
     "IntegrationRegistration",
     "IntegrationStatus",
     "Kind",

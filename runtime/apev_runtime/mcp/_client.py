@@ -10,9 +10,10 @@ from typing import Any, Self
 import httpx
 
 from apev_runtime.http import CircuitOpenError, HostBreakers, ResilientClient, RetryPolicy, resilient_client
-from apev_runtime.mcp._errors import McpCircuitOpenError, McpUnavailableError, error_from_response
+from apev_runtime.mcp._errors import McpCircuitOpenError, McpNotFoundError, McpUnavailableError, error_from_response
 from apev_runtime.mcp._models import (
     ApiKey,
+    ApiKeyInfo,
     IntegrationRegistration,
     IntegrationStatus,
     NewTenant,
@@ -106,7 +107,28 @@ class McpClient:
         """Mint a key valid only for ``tenant_code`` (needs the admin key)."""
         return ApiKey.model_validate(await self._call("POST", f"/api/v1/tenants/{tenant_code}/api-keys"))
 
+    async def list_api_keys(self, tenant_code: str) -> list[ApiKeyInfo]:
+        """The tenant's valid keys, oldest first, without their secrets (needs the admin key)."""
+        body = await self._call("GET", f"/api/v1/tenants/{tenant_code}/api-keys")
+        return [ApiKeyInfo.model_validate(k) for k in body]
+
+    async def revoke_api_key(self, tenant_code: str, key_id: str) -> bool:
+        """Refuse the key from now on (needs the admin key); False when it was already gone."""
+        try:
+            await self._call("DELETE", f"/api/v1/tenants/{tenant_code}/api-keys/{key_id}", idempotent=True)
+        except McpNotFoundError:
+            return False
+        return True
+
     # ------------------------------------------------------------------ integrations and data
+
+    async def deregister_integration(self, integration_id: str, *, headers: Mapping[str, str] | None = None) -> bool:
+        """Remove the integration; False when it was already gone (so a resumed removal is a no-op)."""
+        try:
+            await self._call("DELETE", f"/api/v1/integrations/{integration_id}", headers=headers, idempotent=True)
+        except McpNotFoundError:
+            return False
+        return True
 
     async def register_integration(
         self, registration: IntegrationRegistration, *, headers: Mapping[str, str] | None = None
@@ -221,6 +243,14 @@ class McpClient:
             payload["events"] = events
         result: dict[str, Any] = await self._call("POST", "/api/v1/webhooks", json=payload)
         return result
+
+    async def unregister_webhook(self, webhook_id: str) -> bool:
+        """Unsubscribe; False when the subscription was already gone."""
+        try:
+            await self._call("DELETE", f"/api/v1/webhooks/{webhook_id}", idempotent=True)
+        except McpNotFoundError:
+            return False
+        return True
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -36,6 +36,14 @@ class ApiKey(_Wire):
     key_id: str
 
 
+class ApiKeyInfo(_Wire):
+    """A key as the admin listing shows it: never the secret."""
+
+    tenant_code: str
+    key_id: str
+    created_at: datetime
+
+
 class IntegrationRegistration(_Wire):
     integration_type: str
     datasource_id: str

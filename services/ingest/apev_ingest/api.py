@@ -16,9 +16,11 @@ from starlette.routing import BaseRoute, Route
 
 from apev_contracts import naming
 from apev_contracts.common import Identifier
+from apev_contracts.events.lifecycle import EmployeeId
 from apev_ingest import gateway as gw
 from apev_ingest.service import IngestService
 from apev_runtime.auth import AuthError, JwtVerifier, Principal, auth_error_response
+from apev_runtime.errors import PermanentError
 from apev_runtime.mcp import WebhookVerificationError, WebhookVerifier
 
 log = structlog.get_logger("apev.ingest.api")
@@ -36,6 +38,11 @@ class CatalogBody(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     name: Identifier
     comment: str | None = pydantic.Field(None, max_length=1000)
+
+
+class ErasureBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    employee_id: EmployeeId
 
 
 def _error(status: int, error: str, detail: Any) -> JSONResponse:
@@ -132,6 +139,69 @@ def routes(service: IngestService, jwt: JwtVerifier | None, webhook: WebhookVeri
         )
         return JSONResponse({"datasources": page, "next_cursor": cursor})
 
+    @guard(ADMIN)
+    async def request_erasure(request: Request, principal: Principal) -> Response:
+        try:
+            body = ErasureBody.model_validate_json(await request.body())
+        except pydantic.ValidationError as exc:
+            fields = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+                      for e in exc.errors(include_url=False, include_input=False)]  # fmt: skip
+            return _error(422, "invalid_request", fields)
+        request_id = await service.erasure.request(principal.tenant_id, body.employee_id, principal.subject)
+        url = f"/api/v1/erasures/{request_id}"
+        return JSONResponse({"request_id": request_id, "state": "requested", "progress": url}, status_code=202)
+
+    @guard(ADMIN)
+    async def get_erasure(request: Request, principal: Principal) -> Response:
+        found = await service.erasure.record(request.path_params["id"], principal.tenant_id)
+        if found is None:  # another tenant's request is not found either
+            return _error(404, "not_found", f"no erasure request {request.path_params['id']!r} for this tenant")
+        return JSONResponse(found)
+
+    @guard(ADMIN)
+    async def request_rotation(request: Request, principal: Principal) -> Response:
+        try:
+            request_id = await service.rotation.request(principal.tenant_id)
+        except PermanentError as exc:
+            return _error(409, "conflict", str(exc))
+        found = await service.rotation.rotation(request_id, principal.tenant_id)
+        url = f"/api/v1/credentials/rotations/{request_id}"
+        return JSONResponse({**(found or {}), "progress": url}, status_code=202)
+
+    @guard(ADMIN)
+    async def get_rotation(request: Request, principal: Principal) -> Response:
+        found = await service.rotation.rotation(request.path_params["id"], principal.tenant_id)
+        if found is None:
+            return _error(404, "not_found", f"no rotation {request.path_params['id']!r} for this tenant")
+        return JSONResponse(found)
+
+    @guard(ADMIN)
+    async def list_credentials(request: Request, principal: Principal) -> Response:
+        return JSONResponse({"credentials": await service.rotation.credentials(principal.tenant_id)})
+
+    @guard(ADMIN)
+    async def request_offboarding(request: Request, principal: Principal) -> Response:
+        if refused := own_tenant(principal, request.path_params["tenant"]):
+            return refused
+        request_id = await service.lifecycle.request_offboarding(
+            principal.tenant_id, f"requested by {principal.subject}"
+        )
+        url = f"/api/v1/tenants/{principal.tenant_id}/offboarding/{request_id}"
+        return JSONResponse({"request_id": request_id, "state": "requested", "progress": url}, status_code=202)
+
+    @guard(ADMIN)
+    async def get_offboarding(request: Request, principal: Principal) -> Response:
+        if refused := own_tenant(principal, request.path_params["tenant"]):
+            return refused
+        return JSONResponse(await service.lifecycle.offboarding(principal.tenant_id, request.path_params["id"]))
+
+    def own_tenant(principal: Principal, tenant: str) -> Response | None:
+        try:
+            principal.require(tenant_id=naming.normalize_tenant_id(tenant))
+        except (AuthError, ValueError) as err:
+            return auth_error_response(err) if isinstance(err, AuthError) else _error(404, "not_found", str(err))
+        return None
+
     async def mcp_webhook(request: Request) -> Response:
         body = await request.body()
         if webhook is None:
@@ -152,5 +222,12 @@ def routes(service: IngestService, jwt: JwtVerifier | None, webhook: WebhookVeri
         Route(f"{API}/catalogs/{{name}}/schemas", create_schema, methods=["POST"]),
         Route("/api/v1/datasources/{id}", get_datasource, methods=["GET"]),
         Route("/api/v1/datasources", list_datasources, methods=["GET"]),
+        Route("/api/v1/erasures", request_erasure, methods=["POST"]),
+        Route("/api/v1/erasures/{id}", get_erasure, methods=["GET"]),
+        Route("/api/v1/credentials", list_credentials, methods=["GET"]),
+        Route("/api/v1/credentials/rotations", request_rotation, methods=["POST"]),
+        Route("/api/v1/credentials/rotations/{id}", get_rotation, methods=["GET"]),
+        Route("/api/v1/tenants/{tenant}/offboarding", request_offboarding, methods=["POST"]),
+        Route("/api/v1/tenants/{tenant}/offboarding/{id}", get_offboarding, methods=["GET"]),
         Route("/webhooks/mcp", mcp_webhook, methods=["POST"]),
     ]

@@ -59,7 +59,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=settings.metrics_refresh_seconds)
 
+    async def credentials(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.credential_check_seconds)
+            if stop.is_set():
+                return
+            try:
+                await service.rotation.check()
+            except Exception:
+                log.warning("credentials_check_failed", exc_info=True)
+
     runtime.background.append(gauges)
+    runtime.background.append(credentials)
     app = build_app(runtime, routes=api.routes(service, runtime.jwt, verifier))
     app.state.service = service
     return app

@@ -7,6 +7,7 @@ Each function reads before it writes, so a step resumed after a failure half-way
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -134,3 +135,85 @@ def upload_file(w: WorkspaceClient, path: str, content: str) -> None:
     w.workspace.import_(
         path=path, content=base64.b64encode(content.encode()).decode(), format=ImportFormat.AUTO, overwrite=True
     )
+
+
+# ---------------------------------------------------------------------- removal (each: already gone = done)
+
+
+def delete_folder(w: WorkspaceClient, path: str) -> int:
+    """Delete every file under a volume folder and the folder itself; the number of files deleted."""
+    try:
+        entries = list(w.files.list_directory_contents(path))
+    except NotFound:
+        return 0
+    deleted = 0
+    for entry in entries:
+        if entry.path is None:
+            continue
+        if entry.is_directory:
+            deleted += delete_folder(w, entry.path)
+            continue
+        try:
+            w.files.delete(entry.path)
+            deleted += 1
+        except NotFound:
+            pass
+    with contextlib.suppress(NotFound):
+        w.files.delete_directory(path)
+    return deleted
+
+
+def drop_table(w: WorkspaceClient, full_name: str) -> bool:
+    try:
+        w.tables.delete(full_name)
+    except NotFound:
+        return False
+    return True
+
+
+def drop_catalog(w: WorkspaceClient, name: str) -> bool:
+    """With `force`: its schemas, tables and volumes (and the files in them) go too."""
+    try:
+        w.catalogs.get(name)  # read before the write, like every call here
+        w.catalogs.delete(name, force=True)
+    except NotFound:
+        return False
+    return True
+
+
+def delete_secret_scope(w: WorkspaceClient, scope: str) -> bool:
+    if not any(s.name == scope for s in w.secrets.list_scopes()):
+        return False
+    try:
+        w.secrets.delete_scope(scope)
+    except NotFound:
+        return False
+    return True
+
+
+def delete_group(w: WorkspaceClient, name: str) -> bool:
+    found = list(w.groups.list(filter=f'displayName eq "{name}"', attributes="id,displayName"))
+    for group in found:
+        w.groups.delete(str(group.id))
+    return bool(found)
+
+
+def delete_service_principal(w: WorkspaceClient, name: str) -> bool:
+    found = list(w.service_principals.list(filter=f'displayName eq "{name}"'))
+    for sp in found:
+        w.service_principals.delete(str(sp.id))
+    return bool(found)
+
+
+def walk_files(w: WorkspaceClient, folder: str) -> list[str]:
+    """Every file under a volume folder (none when it does not exist)."""
+    try:
+        entries = list(w.files.list_directory_contents(folder))
+    except NotFound:
+        return []
+    out: list[str] = []
+    for entry in entries:
+        if entry.path is None:
+            continue
+        out += walk_files(w, entry.path) if entry.is_directory else [entry.path]
+    return out

@@ -86,6 +86,13 @@ class IngestService:
     ) -> None:
         self.db, self.databricks, self.mcp, self.settings = db, databricks, mcp, settings
         self.tenants, self.metrics, self.wake_relay = tenants, metrics, wake_relay
+        from apev_ingest.erasure import Erasure  # these call back into this service's steps
+        from apev_ingest.lifecycle import Lifecycle
+        from apev_ingest.rotation import Rotation
+
+        self.lifecycle = Lifecycle(self)
+        self.erasure = Erasure(self)
+        self.rotation = Rotation(self)
 
     # ------------------------------------------------------------------ datasource.created
 

@@ -36,3 +36,9 @@ class Settings(ServiceSettings):
     pending_run_max_age_seconds: float = 3 * 3600
     """A coalesced run still pending after this long (its run.finished never came) no longer blocks a new one."""
     metrics_refresh_seconds: float = 15.0
+    credential_max_age_days: float = 90.0
+    """Tenant MCP keys older than this are rotated by the credentials loop."""
+    credential_grace_seconds: float = 3600.0
+    """After a rotation the old key stays valid this long, so runs that read it before the rotation finish."""
+    credential_check_seconds: float = 300.0
+    """How often the credentials loop rotates what is due, revokes keys past their grace and resumes rotations."""

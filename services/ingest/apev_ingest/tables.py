@@ -72,3 +72,37 @@ webhooks = Table(
     Column("body", JSON, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
+
+erasures = Table(
+    "ingest_erasures",
+    metadata,
+    Column("request_id", String(200), primary_key=True),  # the erasure.requested event id
+    Column("tenant_id", String(64), nullable=False),
+    # sha256 of (tenant, employee id): finds a person's requests again without keeping the id itself
+    Column("subject_hash", String(64), nullable=False),
+    Column("requested_by", String(200), nullable=True),
+    Column("state", String(16), nullable=False),  # requested (HTTP), erasing, verified
+    Column("counts", JSON, nullable=False),  # table -> rows deleted by this request
+    Column("files_deleted", JSON, nullable=False),  # landing file paths deleted (paths carry no personal data)
+    Column("remaining", JSON, nullable=True),  # the follow-up check: table -> rows left, "landing_files" -> files
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("verified_at", DateTime(timezone=True), nullable=True),
+)
+Index("ix_ingest_erasures_tenant", erasures.c.tenant_id, erasures.c.created_at)
+
+rotations = Table(
+    "ingest_rotations",
+    metadata,
+    Column("request_id", String(200), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("cause", String(16), nullable=False),  # http, age
+    # requested -> stored (new key in the secret scope) -> done (old keys revoked after the grace period)
+    Column("state", String(16), nullable=False),
+    Column("new_key_id", String(64), nullable=True),
+    Column("old_key_ids", JSON, nullable=False),
+    Column("retire_after", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_ingest_rotations_state", rotations.c.state, rotations.c.retire_after)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import NotFound
 from databricks.sdk.errors.base import DatabricksError
 from databricks.sdk.service import jobs as dbx
 from databricks.sdk.service import settings as dbs
@@ -63,6 +64,28 @@ class Gateway:
 
     async def reset_job(self, job_id: str, settings: dbx.JobSettings) -> None:
         await self._call("jobs/reset", lambda w: w.jobs.reset(job_id=int(job_id), new_settings=settings))
+
+    async def delete_job(self, job_id: str) -> bool:
+        """False when the job was already gone (a resumed delete)."""
+        try:
+            await self._call("jobs/delete", lambda w: w.jobs.delete(int(job_id)))
+        except NotFound:
+            return False
+        return True
+
+    async def tenant_jobs(self, tenant_id: str) -> list[dbx.BaseJob]:
+        """Every job tagged `ap_tenant_id=<tenant>` (the tag every job this service writes carries)."""
+        return await self._call(
+            "jobs/list",
+            lambda w: [j for j in w.jobs.list(limit=100) if ((j.settings and j.settings.tags) or {}).get(
+                "ap_tenant_id") == tenant_id],
+        )  # fmt: skip
+
+    async def active_runs_of(self, job_id: str) -> list[dbx.BaseRun]:
+        return await self._call(
+            "jobs/runs/list",
+            lambda w: list(w.jobs.list_runs(job_id=int(job_id), active_only=True, limit=RUNS_LIST_PAGE)),
+        )
 
     # ---------------------------------------------------------------- runs
     async def run_now(self, job_id: str, job_parameters: dict[str, str], token: str, only: list[str] | None) -> str:

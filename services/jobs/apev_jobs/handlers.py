@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import JobRequested, topics
+from apev_contracts import JobRequested, TenantOffboarded, topics
 from apev_contracts.envelope import CloudEvent
 from apev_jobs.service import JobsService
 from apev_runtime.broker import subscriber
@@ -19,3 +19,7 @@ def register(broker: KafkaBroker, service: JobsService, group: str) -> None:
     @subscriber(broker, topics.JOB_REQUESTED, group_id=group, outside_calls=OUTSIDE_CALLS)
     async def on_job_requested(event: CloudEvent[JobRequested], tx: Tx) -> None:
         await service.on_job_requested(event, tx)  # run.finished follows from the webhook, not from here
+
+    @subscriber(broker, topics.TENANT_OFFBOARDED, group_id=group, outside_calls=OUTSIDE_CALLS)
+    async def on_tenant_offboarded(event: CloudEvent[TenantOffboarded], tx: Tx) -> None:
+        await service.on_tenant_offboarded(event, tx)  # every job of the tenant: runs cancelled, job deleted

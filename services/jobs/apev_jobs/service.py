@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from apev_contracts import JobRequested
+from apev_contracts import JobRequested, TenantOffboarded
 from apev_contracts.envelope import CloudEvent, new_event
 from apev_contracts.errors import ContractError
 from apev_contracts.ids import deterministic_id, run_finished_id
@@ -94,6 +94,9 @@ class JobsService:
         if row is None:
             await self._insert_request(tx, event.id, req, state="received")
         await self._durable(tx)
+        if req.action is not None and req.action.type == "delete":
+            await self._delete(tx, event)
+            return
         try:
             job_id, written = await self._ensure_job(tx, req)
             await self._set_request(tx, event.id, job_id=job_id, job_written=written)
@@ -159,13 +162,7 @@ class JobsService:
     async def _find_job(self, req: JobRequested) -> dbx.BaseJob | None:
         """By stable name, with the tenant tag as a second key; the oldest if several (none is ever made twice
         by this service, but a person may have copied one)."""
-        candidates = [
-            j
-            for j in await self.gw.find_jobs(req.job_name)
-            if j.settings is not None
-            and j.settings.name == req.job_name
-            and (j.settings.tags or {}).get("ap_tenant_id") == req.tenant_id
-        ]
+        candidates = await self._find_jobs(req.tenant_id, req.job_name)
         return min(candidates, key=lambda j: j.job_id or 0) if candidates else None
 
     async def _save_job(self, tx: AsyncConnection, req: JobRequested, job_id: str, digest: str | None) -> None:
@@ -329,6 +326,46 @@ class JobsService:
         await self.gw.cancel_run(action.run_id)  # cancelling a finished run changes nothing: idempotent
         await self._set_request(tx, event.id, state="done")
         log.info("run_cancel_requested", request_id=event.id, run_id=action.run_id)
+
+    async def _delete(self, tx: AsyncConnection, event: CloudEvent[JobRequested]) -> None:
+        """Cancel the job's active runs, then delete it (so no scheduled run is left); a job already gone is done."""
+        req = event.data
+        local = (await tx.execute(select(tables.jobs).where(tables.jobs.c.job_name == req.job_name))).first()
+        job_ids = {str(local.job_id)} if local is not None else set()
+        job_ids |= {str(j.job_id) for j in await self._find_jobs(req.tenant_id, req.job_name)}
+        for job_id in sorted(job_ids):
+            await self._remove_job(job_id)
+        await tx.execute(tables.jobs.delete().where(tables.jobs.c.job_name == req.job_name))
+        await self._set_request(tx, event.id, state="done", job_id=min(job_ids, default=None), job_written="deleted")
+        log.info("job_deleted", request_id=event.id, job_name=req.job_name, job_ids=sorted(job_ids))
+
+    async def _find_jobs(self, tenant_id: str, job_name: str) -> list[dbx.BaseJob]:
+        return [
+            j
+            for j in await self.gw.find_jobs(job_name)
+            if j.settings is not None
+            and j.settings.name == job_name
+            and (j.settings.tags or {}).get("ap_tenant_id") == tenant_id
+        ]
+
+    async def _remove_job(self, job_id: str) -> None:
+        for run in await self.gw.active_runs_of(job_id):
+            await self.gw.cancel_run(str(run.run_id))
+        await self.gw.delete_job(job_id)
+
+    # ================================================================ tenant.offboarded
+    async def on_tenant_offboarded(self, event: CloudEvent[TenantOffboarded], tx: AsyncConnection) -> None:
+        """Every job of the tenant (found by its tag, and in this service's table): active runs cancelled, job
+        deleted. Each step is a Databricks call that is safe to repeat, so a redelivery resumes."""
+        tenant = event.data.tenant_id
+        local = {str(r.job_id) for r in await tx.execute(select(tables.jobs.c.job_id).where(
+            tables.jobs.c.tenant_id == tenant))}  # fmt: skip
+        await self._durable(tx)
+        remote = {str(j.job_id) for j in await self.gw.tenant_jobs(tenant)}
+        for job_id in sorted(local | remote):
+            await self._remove_job(job_id)
+        await tx.execute(tables.jobs.delete().where(tables.jobs.c.tenant_id == tenant))
+        log.info("tenant_jobs_deleted", tenant_id=tenant, jobs=len(local | remote))
 
     async def _repair(self, tx: AsyncConnection, event: CloudEvent[JobRequested], job_id: str) -> None:
         action = event.data.action

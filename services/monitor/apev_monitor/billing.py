@@ -143,14 +143,23 @@ class BillingSampler:
         self.days = days
 
     async def sample(self, now: datetime) -> SampleResult:
+        since, rows = await self._usage(now)
+        async with self.db.transaction() as tx:
+            return await self.apply(tx, rows, since, now)
+
+    async def sample_in(self, tx: AsyncConnection, now: datetime) -> SampleResult:
+        """One sample on the caller's transaction (a handler's: its outbox rows commit with its inbox row)."""
+        await tx.commit()  # no transaction open while the warehouse answers
+        since, rows = await self._usage(now)
+        return await self.apply(tx, rows, since, now)
+
+    async def _usage(self, now: datetime) -> tuple[date, list[dict[str, Any]]]:
         since = now.date() - timedelta(days=self.days - 1)
         try:
-            rows = await self.clients.call(lambda w: query_usage(w, self.warehouse_id, since))
+            return since, await self.clients.call(lambda w: query_usage(w, self.warehouse_id, since))
         except Exception as exc:
             self.metrics.api_errors.labels("databricks", type(exc).__name__).inc()
             raise
-        async with self.db.transaction() as tx:
-            return await self.apply(tx, rows, since, now)
 
     async def apply(self, tx: AsyncConnection, rows: list[dict[str, Any]], since: date, now: datetime) -> SampleResult:
         jobs: dict[str, Any] = {r.job_id: r for r in await tx.execute(select(tables.jobs))}

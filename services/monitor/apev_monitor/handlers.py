@@ -1,11 +1,12 @@
 """Translate: events in -> monitor service calls. Delivery (inbox, retries, DLQ) is the runtime's. The
-handlers only write state, so they stay batched; notifications are sent by the notifier, not from here."""
+handlers only write state, so they stay batched (but the offboarding one, which queries the warehouse);
+notifications are sent by the notifier, not from here."""
 
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import CostSampled, RunFinished, ServingLatencySampled, topics
+from apev_contracts import CostSampled, RunFinished, ServingLatencySampled, TenantOffboarded, topics
 from apev_contracts.envelope import CloudEvent
 from apev_monitor.service import MonitorService
 from apev_runtime.broker import subscriber
@@ -24,3 +25,8 @@ def register(broker: KafkaBroker, service: MonitorService, group: str) -> None:
     @subscriber(broker, topics.SERVING_LATENCY_SAMPLED, group_id=group)
     async def on_serving_latency_sampled(event: CloudEvent[ServingLatencySampled], tx: Tx) -> None:
         await service.on_serving_latency_sampled(event, tx)
+
+    # The one handler that calls out (the warehouse): a final cost sample for a tenant that leaves.
+    @subscriber(broker, topics.TENANT_OFFBOARDED, group_id=group, outside_calls=True)
+    async def on_tenant_offboarded(event: CloudEvent[TenantOffboarded], tx: Tx) -> None:
+        await service.on_tenant_offboarded(event, tx)  # cost.sampled through the outbox on `tx`

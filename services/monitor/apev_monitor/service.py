@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from apev_contracts import CostSampled, RunFinished, ServingLatencySampled
+from apev_contracts import CostSampled, RunFinished, ServingLatencySampled, TenantOffboarded
 from apev_contracts.envelope import CloudEvent
 from apev_contracts.events.serving import LATENCY_BUCKET_BOUNDS_MS
 from apev_monitor import tables
@@ -133,6 +133,16 @@ class MonitorService:
         if self.sampler is None:
             return None
         return await self.sampler.sample(now or self.clock.now())
+
+    async def on_tenant_offboarded(self, event: CloudEvent[TenantOffboarded], tx: AsyncConnection) -> None:
+        """A final sample now, so the leaving tenant's last usage is published (as a new revision of its days)
+        rather than waiting for the next cycle."""
+        if self.sampler is None:
+            log.warning("final_cost_sample_skipped", tenant_id=event.data.tenant_id, reason="no workspace configured")
+            return
+        result = await self.sampler.sample_in(tx, self.clock.now())
+        mine = [x for x in result.published if x.tenant_id == event.data.tenant_id]
+        log.info("final_cost_sample", tenant_id=event.data.tenant_id, published=len(mine))
 
     async def snapshot_dlq(self, now: datetime | None = None) -> dict[str, int]:
         if self.dlq is None:

@@ -13,6 +13,8 @@ import pytest
 from databricks.sdk.service.serving import EndpointCoreConfigInput, EndpointTag, ServedEntityInput
 from databricks.sdk.service.sql import StatementParameterListItem, StatementState
 
+from apev_contracts import TenantOffboarded
+from apev_contracts.envelope import new_event
 from apev_sinks.testing import RunningSinks
 from apev_workspace.serving.testing import register_version, wait_endpoint
 from apev_workspace.testing import RunningWorkspace, py_task, running_workspace, upload, wait_run
@@ -220,3 +222,26 @@ async def test_cost_per_1000_invocations_matches_a_hand_computation(
         (agent,) = (await http.get(f"/api/v1/monitor/tenants/{TENANT}/agents/cost-per-1k")).json()["agents"]
     assert agent["agent_id"] == AGENT and agent["invocations"] == usage["invocations"]
     assert abs(Decimal(agent["dollars_per_1k"]) - hand) < Decimal("1e-12"), (agent, hand)
+
+
+async def test_offboarding_publishes_a_final_cost_sample_of_the_last_usage(
+    stack: Stack, workspace: RunningWorkspace, usage: dict[str, Any]
+) -> None:
+    s = stack
+    await s.service.sample_costs()  # everything so far is sampled
+    before = len([e for e in s.published["cost.sampled"] if e.data.tenant_id == TENANT])
+    w = workspace.client()
+    path = upload(w, "/Shared/monitor-tests/last.py", "import time\ntime.sleep(1.0)\nprint('last')")
+    last = w.jobs.create(
+        name=f"ap:{TENANT}:adhoc:last", tasks=[py_task("t", path)], tags={"ap_tenant_id": TENANT, "ap_kind": "adhoc"}
+    )
+    wait_run(w, w.jobs.run_now(last.job_id).run_id)  # type: ignore[arg-type]
+    offboarded = new_event(TenantOffboarded(tenant_id=TENANT), tenant_id=TENANT, source="tests/monitor")
+    await s.send(offboarded)
+    await s.wait_published("cost.sampled", lambda e: e.data.tenant_id == TENANT, n=before + 1)
+    final = latest(s)
+    expected = direct(workspace, usage)
+    key = next(k for k in expected if k[0] == TENANT and k[2] == "STANDARD_JOBS_COMPUTE")
+    dbus, usd = expected[key]
+    assert (final[key].data.dbus, final[key].data.dollars) == (dbus.quantize(SIX), usd.quantize(SIX))
+    assert final[key].data.revision >= 1

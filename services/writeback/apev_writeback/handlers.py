@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import DatasourceCreated, InsightCreated, topics
+from apev_contracts import DatasourceCreated, ErasureRequested, InsightCreated, topics
 from apev_contracts.envelope import CloudEvent
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
@@ -21,3 +21,7 @@ def register(broker: KafkaBroker, service: WritebackService, group: str) -> None
     @subscriber(broker, topics.DATASOURCE_CREATED, group_id=group + "-datasources")
     async def on_datasource_created(event: CloudEvent[DatasourceCreated], tx: Tx) -> None:
         await service.on_datasource_created(event, tx)
+
+    @subscriber(broker, topics.ERASURE_REQUESTED, group_id=group + "-erasures")
+    async def on_erasure_requested(event: CloudEvent[ErasureRequested], tx: Tx) -> None:
+        await service.on_erasure_requested(event, tx)  # held/pending ones about the person: rejected, via the outbox

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from apev_contracts import DatasourceCreated, InsightCreated
+from apev_contracts import DatasourceCreated, ErasureRequested, InsightCreated
 from apev_contracts.envelope import CloudEvent, new_event
 from apev_contracts.events.writeback import WritebackOutcomeRecorded
 from apev_contracts.ids import writeback_outcome_id
@@ -82,6 +82,35 @@ class WritebackService:
         log.info(
             "mcp_tenant_code_learned", event_id=event.id, tenant_id=ds.tenant_id, mcp_tenant_code=ds.mcp_tenant_code
         )
+
+    # ================================================================ erasure.requested
+    async def on_erasure_requested(self, event: CloudEvent[ErasureRequested], tx: AsyncConnection) -> int:
+        """Write-backs about the person that are held or pending are rejected (conditional on their state, so one
+        being applied right now is not touched twice), with one `rejected` outcome each; the number cancelled."""
+        data = event.data
+        about = and_(
+            INS.c.tenant_id == data.tenant_id,
+            INS.c.entity_type == "employees",
+            INS.c.entity_id == data.employee_id,
+            INS.c.state.in_(("held", "pending")),
+        )
+        rows = list(await tx.execute(select(INS).where(about).with_for_update()))
+        why = f"cancelled by erasure request {event.id}"
+        for row in rows:
+            done = await tx.execute(
+                self._where(update(INS), row)
+                .where(INS.c.state.in_(("held", "pending")))
+                .values(state="rejected", decided_via="policy", decided_by=None, decided_at=_now(), detail=why,
+                        wait_reason=None, updated_at=_now())
+            )  # fmt: skip
+            if done.rowcount != 1:
+                continue
+            await self._audit(tx, row.tenant_id, row.insight_id, "reject", "policy", None, "taken", why)
+            fresh = await self._row(tx, row.tenant_id, row.insight_id)
+            assert fresh is not None
+            await self._publish(tx, fresh, "rejected", detail=why)
+        log.info("writebacks_cancelled_for_erasure", request_id=event.id, tenant_id=data.tenant_id, count=len(rows))
+        return len(rows)
 
     async def mcp_code(self, conn: AsyncConnection, tenant_id: str) -> str | None:
         """From the tenant settings, else from the tenant's `datasource.created`; never a guess."""

@@ -203,3 +203,33 @@ async def _waiting(stack: Stack, t: Tenant, insight_id: str) -> bool:
         return False
     insight = r.json()["insight"]
     return bool(insight["state"] == "pending" and "no MCP tenant code" in (insight["wait_reason"] or ""))
+
+
+async def test_an_erasure_request_cancels_the_persons_held_and_pending_write_backs_only(stack: Stack) -> None:
+    from apev_contracts import ErasureRequested
+    from apev_contracts.envelope import new_event
+
+    t = stack.tenant(code=False)  # auto-applied ones wait for an MCP code: pending
+    pending = stack.insight(t, "E00031")
+    held = stack.insight(t, "E00031", confidence=0.3)
+    other = stack.insight(t, "E00032", confidence=0.3)
+    await stack.send(pending, held, other)
+    await until(lambda: _waiting(stack, t, pending.data.insight_id), what="pending")
+    for e in (held, other):
+        await until(lambda e=e: stack.outcomes_of(e.data.insight_id) == ["held"], what="held")
+    erasure = new_event(ErasureRequested(tenant_id=t.tenant_id, employee_id="E00031"), tenant_id=t.tenant_id,
+                        source="tests/writeback")  # fmt: skip
+    await stack.send(erasure)
+    await until(lambda: stack.outcomes_of(pending.data.insight_id) == ["rejected"], what="pending cancelled")
+    await until(lambda: stack.outcomes_of(held.data.insight_id) == ["held", "rejected"], what="held cancelled")
+    assert await stack.state(t, other.data.insight_id) == "held"
+    await stack.send(stack.datasource(t), erasure)  # an MCP code now, and the request replayed
+    async with stack.http(t) as http:
+        late = await http.post(f"/api/v1/writeback/insights/{held.data.insight_id}/approve")
+    assert late.status_code in (200, 409) and await stack.state(t, held.data.insight_id) == "rejected"
+    other_approved = stack.insight(t, "E00033")  # after the code: applied, so the code is known
+    await stack.send(other_approved)
+    await until(lambda: stack.outcomes_of(other_approved.data.insight_id) == ["applied"], what="applied")
+    await stack.service.resume()  # what would send a pending write-back now that the code is known
+    assert [c["entity_id"] for c in stack.changes(t)] == ["E00033"]
+    assert stack.outcomes_of(pending.data.insight_id) == ["rejected"]

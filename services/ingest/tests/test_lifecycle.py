@@ -1,0 +1,320 @@
+"""The tenant lifecycle in ingest, on real Kafka and PostgreSQL, the local workspace and the MCP simulator:
+a data source updated (one job reset requested, nothing else written) or removed (job delete requested, MCP
+integration gone, landing files deleted, tables dropped on request), a tenant offboarded (no trace left in the
+workspace or the simulator; another tenant untouched). The jobs service's side has its own tests."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from typing import Any
+
+import httpx
+import pytest
+from databricks.sdk.errors import NotFound
+from databricks.sdk.service import sql
+
+from apev_contracts import DatasourceRemoved, DatasourceUpdated, ErasureRequested, TenantOffboarded, naming
+from apev_contracts.envelope import CloudEvent, new_event
+
+from .conftest import Stack
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+U, V = "life-u", "life-v"
+EARLY = {"quartz_cron_expression": "0 30 5 * * ?", "timezone_id": "Europe/Paris"}
+
+
+def _event(payload: Any) -> CloudEvent[Any]:
+    return new_event(payload, tenant_id=payload.tenant_id, source="tests/lifecycle")
+
+
+def _status(stack: Stack, key: str) -> httpx.Response:
+    return httpx.get(
+        f"{stack.mcp.base_url}/api/v1/integrations/status", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+
+
+def _sql(stack: Stack, statement: str) -> None:
+    w = stack.w
+    wid = str(next(iter(w.warehouses.list())).id)
+    done = w.statement_execution.execute_statement(statement=statement, warehouse_id=wid, wait_timeout="50s")
+    assert done.status is not None and done.status.state == sql.StatementState.SUCCEEDED, done.status
+
+
+def _files(stack: Stack, folder: str) -> list[str]:
+    try:
+        return [str(e.path) for e in stack.w.files.list_directory_contents(folder)]
+    except NotFound:
+        return []
+
+
+def _pipeline_key(stack: Stack, tenant: str) -> str:
+    value = stack.w.secrets.get_secret(scope=naming.secret_scope(tenant), key="mcp_api_key").value or ""
+    return base64.b64decode(value).decode()
+
+
+@pytest.fixture(scope="module")
+async def tenants(stack: Stack) -> dict[str, Any]:
+    """U with two ADP data sources, V with one; the first job request of each seen (no jobs service here)."""
+    codes = {U: stack.mcp.new_tenant("lu"), V: stack.mcp.new_tenant("lv")}
+    created = [
+        stack.created(U, "adp-1", "adp", ["employees", "payroll_runs"], codes[U]),
+        stack.created(U, "adp-2", "adp", ["employees"], codes[U]),
+        stack.created(V, "adp-1", "adp", ["employees"], codes[V]),
+    ]
+    await stack.send(*created)
+    for e in created:
+        await stack.wait_requests(e.data.tenant_id, e.data.datasource_id, 1)
+    return {"codes": codes, "keys": {t: _pipeline_key(stack, t) for t in (U, V)}}
+
+
+async def test_a_new_schedule_asks_for_one_job_reset_and_writes_nothing_else(
+    stack: Stack, tenants: dict[str, Any]
+) -> None:
+    before = len(stack.requests_for(U, "adp-1"))
+    integrations = _status(stack, tenants["keys"][U]).json()
+    stack.ws.reset_counters()
+    updated = _event(DatasourceUpdated(tenant_id=U, datasource_id="adp-1", schedule=EARLY))
+    await stack.send(updated, updated)  # delivered twice
+    (*_, reset) = await stack.wait_requests(U, "adp-1", before + 1)
+    await asyncio.sleep(1.5)
+    assert len(stack.requests_for(U, "adp-1")) == before + 1  # once
+    assert reset.data.action is None and reset.data.job is not None
+    assert reset.data.job.schedule is not None
+    assert reset.data.job.schedule.quartz_cron_expression == EARLY["quartz_cron_expression"]
+    assert reset.data.job_name == naming.job_name(U, "ingest", "adp-1")
+    assert reset.correlationid == updated.correlationid
+    assert stack.writes() == {}  # same entities: no task file, grant, secret or catalog touched
+    assert _status(stack, tenants["keys"][U]).json() == integrations
+
+
+async def test_removing_a_data_source_leaves_no_job_no_integration_no_landing_files(
+    stack: Stack, tenants: dict[str, Any]
+) -> None:
+    cat = naming.catalog_name(U)
+    landing = f"/Volumes/{cat}/bronze/landing"
+    w = stack.w
+    for ds in ("adp-1", "adp-2"):
+        w.files.upload(f"{landing}/{ds}/employees/page-0001.ndjson", io.BytesIO(b'{"EMPLOYEE_ID": "E1"}\n'))
+    _sql(stack, f"CREATE TABLE IF NOT EXISTS {cat}.bronze.payroll_runs (PAYROLL_RUN_ID STRING)")
+    _sql(stack, f"CREATE TABLE IF NOT EXISTS {cat}.silver.payroll_runs (payroll_run_id STRING)")
+    assert _files(stack, f"{landing}/adp-1/employees") == [f"{landing}/adp-1/employees/page-0001.ndjson"]
+    assert len(_status(stack, tenants["keys"][U]).json()) == 2
+    before = len(stack.requests_for(U, "adp-1"))
+    removed = _event(DatasourceRemoved(tenant_id=U, datasource_id="adp-1", drop_tables=True))
+    await stack.send(removed)
+    (*_, delete) = await stack.wait_requests(U, "adp-1", before + 1)
+    assert delete.data.action is not None and delete.data.action.type == "delete" and delete.data.job is None
+    await stack.handled(removed.id)
+    assert [i["extra_data"]["datasource_id"] for i in _status(stack, tenants["keys"][U]).json()] == ["adp-2"]
+    assert _files(stack, f"{landing}/adp-1") == []
+    assert _files(stack, f"{landing}/adp-2/employees") == [f"{landing}/adp-2/employees/page-0001.ndjson"]
+    tables = {t.full_name for layer in ("bronze", "silver") for t in w.tables.list(catalog_name=cat, schema_name=layer)}
+    assert f"{cat}.bronze.payroll_runs" not in tables and f"{cat}.silver.payroll_runs" not in tables
+    assert await stack.datasource(U, "adp-1") is None and await stack.datasource(U, "adp-2") is not None
+
+    stack.ws.reset_counters()
+    again = _event(DatasourceRemoved(tenant_id=U, datasource_id="adp-1", drop_tables=True))  # a second request
+    await stack.send(removed, again)
+    await stack.handled(again.id)
+    await asyncio.sleep(1.0)
+    assert stack.writes() == {} and len(stack.requests_for(U, "adp-1")) == before + 1
+
+
+async def test_offboarding_removes_every_trace_of_the_tenant_and_nothing_of_another(
+    stack: Stack, tenants: dict[str, Any]
+) -> None:
+    w = stack.w
+    key_u, key_v = tenants["keys"][U], tenants["keys"][V]
+    admin = {"Authorization": f"Bearer {stack.mcp.admin_key}", "X-Tenant-ID": tenants["codes"][U]}
+    assert _status(stack, key_u).status_code == 200
+    assert httpx.get(f"{stack.mcp.base_url}/api/v1/webhooks", headers=admin, timeout=10).json() != []
+    assert w.catalogs.get(naming.catalog_name(U)).name == naming.catalog_name(U)
+    async with stack.http(U, ("engineer",)) as http:
+        assert (await http.post(f"/api/v1/tenants/{U}/offboarding")).status_code == 403
+    async with stack.http(V, ("admin",)) as http:  # another tenant's admin
+        assert (await http.post(f"/api/v1/tenants/{U}/offboarding")).status_code == 403
+    async with stack.http(U, ("admin",)) as http:
+        asked = await http.post(f"/api/v1/tenants/{U}/offboarding")
+        assert asked.status_code == 202, asked.text
+        await stack.handled(asked.json()["request_id"])
+        progress = (await http.get(asked.json()["progress"])).json()
+    assert progress["state"] == "done"
+    assert [s["step"] for s in progress["steps"]] == [
+        "mcp_deregistered", "mcp_webhook_removed", "mcp_keys_revoked", "catalog_dropped", "secret_scope_deleted",
+        "principals_removed", "offboarded",
+    ]  # fmt: skip
+    with pytest.raises(NotFound):
+        w.catalogs.get(naming.catalog_name(U))
+    assert naming.secret_scope(U) not in {s.name for s in w.secrets.list_scopes()}
+    for group in naming.role_groups(U).values():
+        assert list(w.groups.list(filter=f'displayName eq "{group}"')) == []
+    for sp in (naming.pipeline_principal(U), naming.reader_principal(U)):
+        assert list(w.service_principals.list(filter=f'displayName eq "{sp}"')) == []
+    refused = _status(stack, key_u)
+    assert refused.status_code == 403 and refused.json()["detail"] == "Invalid or expired API key"
+    assert httpx.get(f"{stack.mcp.base_url}/api/v1/integrations/status", headers=admin, timeout=10).json() == []
+    listed = httpx.get(f"{stack.mcp.base_url}/api/v1/tenants/{tenants['codes'][U]}/api-keys", headers=admin, timeout=10)
+    assert listed.json() == []
+    hooks = httpx.get(f"{stack.mcp.base_url}/api/v1/webhooks", headers=admin, timeout=10).json()
+    assert hooks == []
+    assert await stack.datasource(U, "adp-2") is None
+    # V is untouched: catalog, scope, principals, its key and its integration
+    assert w.catalogs.get(naming.catalog_name(V)).name == naming.catalog_name(V)
+    assert _pipeline_key(stack, V) == key_v
+    assert [i["integration_type"] for i in _status(stack, key_v).json()] == ["adp"]
+    assert list(w.service_principals.list(filter=f'displayName eq "{naming.pipeline_principal(V)}"'))
+    assert await stack.datasource(V, "adp-1") is not None
+
+    stack.ws.reset_counters()
+    again = _event(TenantOffboarded(tenant_id=U, reason="asked twice"))
+    await stack.send(again)
+    await stack.handled(again.id)
+    assert stack.writes() == {}  # nothing left to remove: no write reaches the workspace
+
+
+def _count(stack: Stack, statement: str) -> int:
+    w = stack.w
+    wid = str(next(iter(w.warehouses.list())).id)
+    done = w.statement_execution.execute_statement(statement=statement, warehouse_id=wid, wait_timeout="50s")
+    assert done.status is not None and done.status.state == sql.StatementState.SUCCEEDED, done.status
+    return int(done.result.data_array[0][0])  # type: ignore[union-attr,index,arg-type]
+
+
+async def _verified(stack: Stack, tenant: str, request_id: str) -> dict[str, Any]:
+    async with stack.http(tenant, ("admin",)) as http:
+        for _ in range(300):
+            got = (await http.get(f"/api/v1/erasures/{request_id}")).json()
+            if got.get("state") == "verified":
+                return dict(got)
+            await asyncio.sleep(0.1)
+    raise AssertionError(got)
+
+
+async def test_an_erasure_leaves_no_row_or_landing_file_with_the_person_and_says_where_it_deleted(
+    stack: Stack, tenants: dict[str, Any]
+) -> None:
+    cat = naming.catalog_name(V)
+    for statement in (
+        f"CREATE TABLE {cat}.bronze.employees (EMPLOYEE_ID STRING, FIRST_NAME STRING, _source_file STRING)",
+        f"INSERT INTO {cat}.bronze.employees VALUES ('E00001', 'Ada', 'p0'), ('E00002', 'Bo', 'p0')",
+        f"CREATE TABLE {cat}.silver.employees (employee_id STRING, first_name STRING)",
+        f"INSERT INTO {cat}.silver.employees VALUES ('E00001', 'Ada'), ('E00002', 'Bo')",
+        f"CREATE TABLE {cat}.gold.agent_insights (insight_id STRING, entity_type STRING, entity_id STRING)",
+        f"INSERT INTO {cat}.gold.agent_insights VALUES ('i1', 'employees', 'E00001'), ('i2', 'employees', 'E00002'),"
+        " ('i3', 'locations', 'E00001')",
+        f"CREATE TABLE {cat}.gold.payroll_totals (practice_location STRING, gross_pay DECIMAL(12,2))",
+        f"INSERT INTO {cat}.gold.payroll_totals VALUES ('eastlake_001', 100.00)",
+    ):
+        _sql(stack, statement)
+    run = f"/Volumes/{cat}/bronze/landing/adp-1/employees/run-1-0"
+    both, other = f"{run}/part-00000.json", f"{run}/part-00001.json"
+    stack.w.files.upload(both, io.BytesIO(b'{"EMPLOYEE_ID":"E00001","FIRST_NAME":"Ada"}\n{"EMPLOYEE_ID":"E00002"}\n'))
+    stack.w.files.upload(other, io.BytesIO(b'{"EMPLOYEE_ID":"E00002","FIRST_NAME":"Bo"}\n'))
+
+    async with stack.http(V, ("analyst",)) as http:
+        assert (await http.post("/api/v1/erasures", json={"employee_id": "E00001"})).status_code == 403
+    async with stack.http(V, ("admin",)) as http:
+        asked = await http.post("/api/v1/erasures", json={"employee_id": "E00001"})
+        assert asked.status_code == 202, asked.text
+        request_id = asked.json()["request_id"]
+        assert asked.json()["progress"] == f"/api/v1/erasures/{request_id}"
+    record = await _verified(stack, V, request_id)
+    assert record["counts"] == {f"{cat}.bronze.employees": 1, f"{cat}.silver.employees": 1,
+                                f"{cat}.gold.agent_insights": 1}  # fmt: skip
+    assert record["files_deleted"] == [both]
+    assert set(record["remaining"].values()) == {0} and "landing_files" in record["remaining"]
+    assert "E00001" not in str(record) and "Ada" not in str(record)  # no personal data in the audit record
+    # the proof, independently: nothing with the id anywhere, everything else still there
+    assert _count(stack, f"SELECT count(*) FROM {cat}.bronze.employees WHERE EMPLOYEE_ID = 'E00001'") == 0
+    assert _count(stack, f"SELECT count(*) FROM {cat}.silver.employees WHERE employee_id = 'E00001'") == 0
+    assert _count(stack, f"SELECT count(*) FROM {cat}.gold.agent_insights WHERE entity_type = 'employees' "
+                         "AND entity_id = 'E00001'") == 0  # fmt: skip
+    assert _count(stack, f"SELECT count(*) FROM {cat}.gold.agent_insights") == 2  # i2, and i3 (a location)
+    assert _count(stack, f"SELECT count(*) FROM {cat}.bronze.employees") == 1
+    assert _count(stack, f"SELECT count(*) FROM {cat}.gold.payroll_totals") == 1
+    landing = [p for p in _walk(stack, f"/Volumes/{cat}/bronze/landing")]
+    assert both not in landing and other in landing
+    for path in landing:
+        assert b"E00001" not in stack.w.files.download(path).contents.read()  # type: ignore[union-attr]
+
+    again = _event(ErasureRequested(tenant_id=V, employee_id="E00001"))  # the same person asked again
+    await stack.send(again)
+    replay = await _verified(stack, V, again.id)
+    assert set(replay["counts"].values()) == {0} and replay["files_deleted"] == []
+    assert _count(stack, f"SELECT count(*) FROM {cat}.silver.employees") == 1
+
+
+def _walk(stack: Stack, folder: str) -> list[str]:
+    out: list[str] = []
+    for entry in stack.w.files.list_directory_contents(folder):
+        out += _walk(stack, str(entry.path)) if entry.is_directory else [str(entry.path)]
+    return out
+
+
+async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_key_is_refused_after(
+    stack: Stack,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from databricks.sdk.service import jobs
+
+    from apev_workspace.testing import wait_run
+
+    from .test_ingest import create_job
+
+    tenant, code = "life-w", stack.mcp.new_tenant("lw")
+    await stack.send(stack.created(tenant, "adp-1", "adp", ["employees"], code))
+    (request,) = await stack.wait_requests(tenant, "adp-1", 1)
+    w = stack.w
+    old_key = _pipeline_key(stack, tenant)
+    sp = next(iter(w.service_principals.list(filter=f'displayName eq "{naming.pipeline_principal(tenant)}"')))
+    job_id = create_job(w, request.data, str(sp.application_id))
+    stack.mcp.add_fault("latency", "/api/v1/integrations/*/data", latency_ms=1500, count=2)  # a run that lasts
+    try:
+        run_id = w.jobs.run_now(job_id=job_id).run_id
+        assert run_id is not None
+        wait_run(
+            w,
+            run_id,
+            until=lambda r: any(  # the fetch task has started: it has read its key
+                t.state is not None and t.state.life_cycle_state == jobs.RunLifeCycleState.RUNNING
+                for t in r.tasks or []
+            ),
+        )
+        async with stack.http(tenant, ("admin",)) as http:
+            rotated = await http.post("/api/v1/credentials/rotations")
+            assert rotated.status_code == 202, rotated.text
+            rotation = rotated.json()
+            rotated_at = datetime.now(UTC)
+            listed = (await http.get("/api/v1/credentials")).json()["credentials"]
+        done = wait_run(w, run_id, timeout=180)
+    finally:
+        stack.mcp.clear_faults()
+    assert rotation["state"] == "stored" and rotation["progress"].endswith(rotation["request_id"])
+    new_key = _pipeline_key(stack, tenant)
+    assert new_key != old_key and new_key.startswith(f"{code}_sk_")
+    assert [c["state"] for c in listed] == ["retiring", "active"]  # oldest first
+    assert listed[1]["key_id"] == rotation["new_key_id"] and listed[0]["revoke_after"] is not None
+    assert all(c["age_days"] >= 0 and c["rotation_due"] is False for c in listed)
+    assert done.state is not None and done.state.result_state == jobs.RunResultState.SUCCESS, done.state
+    assert datetime.fromtimestamp((done.end_time or 0) / 1000, UTC) > rotated_at  # it ran across the rotation
+    assert _status(stack, old_key).status_code == 200  # still in its grace period
+
+    later = datetime.now(UTC) + timedelta(seconds=stack.settings.credential_grace_seconds + 1)
+    assert await stack.service.rotation.advance(rotation["request_id"], later) == "done"
+    refused = _status(stack, old_key)
+    assert refused.status_code == 403 and refused.json()["detail"] == "Invalid or expired API key"
+    assert _status(stack, new_key).status_code == 200
+    async with stack.http(tenant, ("admin",)) as http:
+        progress = (await http.get(rotation["progress"])).json()
+        listed = (await http.get("/api/v1/credentials")).json()["credentials"]
+    async with stack.http(tenant, ("analyst",)) as http:
+        assert (await http.get("/api/v1/credentials")).status_code == 403
+    assert progress["state"] == "done" and progress["old_key_ids"]
+    assert [c["key_id"] for c in listed] == [rotation["new_key_id"]]
+    # by age: a key older than the configured maximum (90 days by default) is listed as due
+    due = await stack.service.rotation.credentials(tenant, later + timedelta(days=91))
+    assert [c["rotation_due"] for c in due] == [True]
