@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await asyncio.wait_for(stop.wait(), timeout=settings.metrics_refresh_seconds)
 
     runtime.background.append(gauges)
+    runtime.publishes = handlers.PUBLISHES
     app = build_app(runtime, routes=api.routes(service, runtime.jwt, verifier))
     app.state.service = service
     return app

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import DatasourceCreated, RunFinished, topics
+from apev_contracts import DatasourceCreated, JobRequested, RunFinished, topics
 from apev_contracts.envelope import CloudEvent
 from apev_ingest.service import IngestService
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
+
+# What this service publishes (through the outbox): a data source's first and later ingestion runs. The send side of its AsyncAPI
+# document (`make asyncapi`); keep it in step with the `new_event`/`follow_up` calls.
+PUBLISHES = (JobRequested,)
 
 
 def register(broker: KafkaBroker, service: IngestService, group: str) -> None:
