@@ -43,7 +43,8 @@ def _environment(data_dir: Path) -> Iterator[None]:
     saved = dict(os.environ)
     keep = {k: v for k, v in saved.items() if k in ("PATH", "HOME", "TMPDIR", "LANG")}
     os.environ.clear()
-    os.environ.update(keep | _PLACEHOLDERS | {"APEV_DATA_DIR": str(data_dir)})
+    data_dirs = {f"{s.upper()}_DATA_DIR": str(data_dir / s) for s in SERVICES}
+    os.environ.update(keep | _PLACEHOLDERS | data_dirs)
     try:
         yield
     finally:

@@ -47,7 +47,7 @@ def closing_table(state: StackState, kafka_log: Path | None) -> Table:
     table.add_row("kafka", state.bootstrap, str(kafka_log or "(external cluster)"))
     for part, url in state.urls.items():
         extra = (
-            "  (/healthz /readyz /metrics)"
+            "  (/healthz /readyz /metrics /asyncapi.json)"
             if part in ("ingest", "jobs", "serving", "writeback", "monitor")
             else ""
         )

@@ -29,7 +29,6 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
-from pydantic import BaseModel
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -38,6 +37,7 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

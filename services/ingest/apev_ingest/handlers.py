@@ -10,8 +10,8 @@ from apev_ingest.service import IngestService
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
 
-# What this service publishes (through the outbox): a data source's first and later ingestion runs. The send side of its AsyncAPI
-# document (`make asyncapi`); keep it in step with the `new_event`/`follow_up` calls.
+# What this service publishes (through the outbox): a data source's first and later ingestion runs. The send side of
+# its AsyncAPI document (`make asyncapi`); keep it in step with the `new_event`/`follow_up` calls.
 PUBLISHES = (JobRequested,)
 
 

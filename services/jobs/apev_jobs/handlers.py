@@ -14,8 +14,9 @@ from apev_runtime.delivery.middleware import Tx
 # service commits each step (request recorded with its token) before its Databricks call.
 OUTSIDE_CALLS = True
 
-# What this service publishes (through the outbox): requests accepted by its HTTP API (published for itself); every tracked run's end. The send side of its AsyncAPI
-# document (`make asyncapi`); keep it in step with the `new_event`/`follow_up` calls.
+# What this service publishes (through the outbox): requests accepted by its HTTP API (published for itself); every
+# tracked run's end. The send side of its AsyncAPI document (`make asyncapi`); keep it in step with the
+# `new_event`/`follow_up` calls.
 PUBLISHES = (JobRequested, RunFinished)
 
 

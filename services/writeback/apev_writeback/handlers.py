@@ -10,8 +10,8 @@ from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
 from apev_writeback.service import WritebackService
 
-# What this service publishes (through the outbox): the outcome of each held, approved, rejected or written insight. The send side of its AsyncAPI
-# document (`make asyncapi`); keep it in step with the `new_event`/`follow_up` calls.
+# What this service publishes (through the outbox): the outcome of each held, approved, rejected or written insight.
+# The send side of its AsyncAPI document (`make asyncapi`); keep it in step with the `new_event`/`follow_up` calls.
 PUBLISHES = (WritebackOutcomeRecorded,)
 
 
