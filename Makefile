@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_serving apev_writeback apev_monitor \
 	apev_workspace apev_mcpsim apev_sinks apev_pipeline
 
-.PHONY: help setup run demo test lint format kafka stop workspace mcp sinks bench
+.PHONY: help setup run demo test lint format kafka stop workspace mcp sinks bench asyncapi
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ lint: setup ## ruff (lint + format check), mypy (strict on contracts and runtime
 format: setup ## Apply ruff's fixes and formatting
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
+
+asyncapi: setup ## Regenerate docs/asyncapi/<service>.json from the five apps' registered subscribers (tests/test_asyncapi.py checks drift)
+	$(UV) run --frozen python -m apev_stack.asyncapi
 
 kafka: setup ## Start the local Kafka broker in the background (idempotent) and print its bootstrap address
 	@$(UV) run --frozen python -m apev_stack kafka start

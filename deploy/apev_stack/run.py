@@ -46,7 +46,11 @@ def closing_table(state: StackState, kafka_log: Path | None) -> Table:
     table.add_column("log")
     table.add_row("kafka", state.bootstrap, str(kafka_log or "(external cluster)"))
     for part, url in state.urls.items():
-        extra = "  (/healthz /readyz /metrics)" if part in ("ingest", "jobs", "serving", "writeback", "monitor") else ""
+        extra = (
+            "  (/healthz /readyz /metrics /asyncapi.json)"
+            if part in ("ingest", "jobs", "serving", "writeback", "monitor")
+            else ""
+        )
         table.add_row(part, url + extra, state.logs.get(part, ""))
     return table
 

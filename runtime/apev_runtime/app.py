@@ -7,7 +7,8 @@
 
 HTTP: `/healthz` (the process lives), `/readyz` (broker, database and each configured dependency answer;
 503 with the failing check named otherwise), `/metrics` (Prometheus: delivery counters, FastStream's
-consumer metrics, process metrics).
+consumer metrics, process metrics), `/asyncapi.json` (the AsyncAPI 3.0 document of the subscribers on the broker
+and the events in `Runtime.publishes`; see `apev_runtime.asyncapi`).
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from apev_runtime import outbox
+from apev_runtime import asyncapi, outbox
 from apev_runtime.auth import JwtVerifier
 from apev_runtime.broker import make_broker
 from apev_runtime.databricks import DatabricksClients
@@ -91,6 +93,8 @@ class Runtime:
     jwt: JwtVerifier | None = None
     """Verifier for the service's API endpoints (`auth.requires(runtime.jwt, roles=...)`), from settings."""
     background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    publishes: Sequence[type[BaseModel]] = ()
+    """The event models the service publishes (through the outbox): the send side of its AsyncAPI document."""
 
 
 def build_runtime(
@@ -208,7 +212,19 @@ def health_routes(runtime: Runtime) -> list[BaseRoute]:
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+    document: list[bytes] = []
+
+    async def asyncapi_json(_: Request) -> Response:
+        if not document:  # built once, on first request: the subscribers are all registered by then
+            document.append(asyncapi.render(asyncapi.document(runtime)).encode())
+        return Response(document[0], media_type="application/json")
+
+    return [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/asyncapi.json", asyncapi_json),
+    ]
 
 
 def build_app(runtime: Runtime, *, routes: Sequence[BaseRoute] = ()) -> Starlette:

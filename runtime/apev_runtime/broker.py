@@ -15,7 +15,9 @@ never used.
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
+import typing
 from collections.abc import Awaitable, Callable, Sequence
 from itertools import chain
 from typing import Any
@@ -30,6 +32,7 @@ from faststream.kafka.response import KafkaPublishCommand
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.response.publish_type import PublishType
 from prometheus_client import REGISTRY, CollectorRegistry
+from pydantic import BaseModel
 
 from apev_runtime.db.engine import Database
 from apev_runtime.delivery.consumer import Handler, SubscriberDelivery
@@ -46,6 +49,8 @@ class ApevBroker(KafkaBroker):
 
     topic_prefix: str = ""
     delivery: Delivery
+    subscriptions: list[Subscription]
+    """Every `subscriber(...)` made on this broker, in order (what the AsyncAPI document describes)."""
 
     def logical_topic(self, topic: str) -> str:
         """`staging.run.finished` -> `run.finished` with prefix `staging.`."""
@@ -112,6 +117,7 @@ def make_broker(
         **kwargs,
     )
     broker.topic_prefix = settings.kafka_topic_prefix
+    broker.subscriptions = []
     broker.delivery = Delivery(
         db=db, settings=settings.delivery, registry=registry, topic_prefix=settings.kafka_topic_prefix
     )
@@ -121,12 +127,27 @@ def make_broker(
 class Subscription:
     """What `subscriber(...)` returns: a decorator taking the service's handler, and the FastStream subscriber."""
 
-    def __init__(self, broker: ApevBroker, sub: BatchSubscriber, group_id: str, *, outside_calls: bool) -> None:
+    def __init__(
+        self,
+        broker: ApevBroker,
+        sub: BatchSubscriber,
+        group_id: str,
+        *,
+        outside_calls: bool,
+        topics: tuple[str, ...] = (),
+    ) -> None:
         self.broker, self.subscriber, self.group_id, self.outside_calls = broker, sub, group_id, outside_calls
+        self.topics = topics
+        """Logical topic names (without the broker's prefix)."""
         self.delivery: SubscriberDelivery | None = None
+        self.handler_name: str | None = None
+        self.payload_model: type[BaseModel] | None = None
+        """The handler's `CloudEvent[Model]` first parameter's `Model`, when it says so."""
 
     def __call__(self, handler: Handler) -> Handler:
         sub = self.subscriber
+        self.handler_name = getattr(handler, "__name__", "handler")
+        self.payload_model = _payload_model(handler)
 
         def seek(tp: Any, offset: int) -> None:
             if sub.consumer is not None:
@@ -209,7 +230,23 @@ def subscriber(
     )
     holder.append(sub)
     sub.get_msg = _getmany(sub, max_records)  # type: ignore[method-assign,assignment]
-    return Subscription(broker, sub, group_id, outside_calls=outside_calls)
+    subscription = Subscription(broker, sub, group_id, outside_calls=outside_calls, topics=tuple(topics))
+    broker.subscriptions.append(subscription)
+    return subscription
+
+
+def _payload_model(handler: Handler) -> type[BaseModel] | None:
+    """`Model` of a handler whose first parameter is annotated `CloudEvent[Model]`; None otherwise."""
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception:  # annotations naming what the handler's module cannot resolve
+        return None
+    params = [p for p in inspect.signature(handler).parameters]
+    if not params or params[0] not in hints:
+        return None
+    args = getattr(hints[params[0]], "__pydantic_generic_metadata__", {}).get("args", ())
+    model = args[0] if len(args) == 1 else None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
 Records = tuple[ConsumerRecord[Any, Any], ...]

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     runtime.background.append(gauges)
     runtime.background.append(credentials)
+    runtime.publishes = handlers.PUBLISHES
     app = build_app(runtime, routes=api.routes(service, runtime.jwt, verifier))
     app.state.service = service
     return app

@@ -9,6 +9,7 @@ from apev_contracts import (
     DatasourceRemoved,
     DatasourceUpdated,
     ErasureRequested,
+    JobRequested,
     RunFinished,
     TenantOffboarded,
     topics,
@@ -17,6 +18,10 @@ from apev_contracts.envelope import CloudEvent
 from apev_ingest.service import IngestService
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
+
+# What this service publishes (through the outbox): a data source's first and later ingestion runs. The send side of
+# its AsyncAPI document (`make asyncapi`); keep it in step with the `new_event`/`follow_up` calls.
+PUBLISHES = (JobRequested,)
 
 
 def register(broker: KafkaBroker, service: IngestService, group: str) -> None:

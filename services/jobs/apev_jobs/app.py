@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
         await reconciler.run(service, runtime.db, settings.reconcile_interval_seconds, stop)
 
     runtime.background.append(reconcile)
+    runtime.publishes = handlers.PUBLISHES
     app = build_app(runtime, routes=api.routes(service, settings, runtime.jwt))
     app.state.service = service
     inner = app.router.lifespan_context

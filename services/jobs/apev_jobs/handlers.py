@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import JobRequested, TenantOffboarded, topics
+from apev_contracts import JobRequested, RunFinished, TenantOffboarded, topics
 from apev_contracts.envelope import CloudEvent
 from apev_jobs.service import JobsService
 from apev_runtime.broker import subscriber
@@ -13,6 +13,11 @@ from apev_runtime.delivery.middleware import Tx
 # The delivery kit's `outside_calls` mode: the event is handled alone, its inbox row written last, and the
 # service commits each step (request recorded with its token) before its Databricks call.
 OUTSIDE_CALLS = True
+
+# What this service publishes (through the outbox): requests accepted by its HTTP API (published for itself); every
+# tracked run's end. The send side of its AsyncAPI document (`make asyncapi`); keep it in step with the
+# `new_event`/`follow_up` calls.
+PUBLISHES = (JobRequested, RunFinished)
 
 
 def register(broker: KafkaBroker, service: JobsService, group: str) -> None:

@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         await leader.release()
 
     runtime.background.append(close)
+    runtime.publishes = handlers.PUBLISHES
     app = build_app(runtime, routes=api.routes(service, runtime.jwt))
     app.state.service = service
     return app

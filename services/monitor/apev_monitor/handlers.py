@@ -6,11 +6,23 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import CostSampled, RunFinished, ServingLatencySampled, TenantOffboarded, topics
+from apev_contracts import (
+    CostSampled,
+    EndpointScaleRequested,
+    RunFinished,
+    ServingLatencySampled,
+    TenantOffboarded,
+    topics,
+)
 from apev_contracts.envelope import CloudEvent
 from apev_monitor.service import MonitorService
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
+
+# What this service publishes (through the outbox): cost samples from billing usage; scale-up requests when an
+# endpoint's latency rule fires. The send side of its AsyncAPI document (`make asyncapi`); keep it in step with the
+# `new_event`/`follow_up` calls.
+PUBLISHES = (CostSampled, EndpointScaleRequested)
 
 
 def register(broker: KafkaBroker, service: MonitorService, group: str) -> None:

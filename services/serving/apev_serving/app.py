@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await service.latency_loop(stop)
 
     runtime.background.append(publish_latency)
+    runtime.publishes = handlers.PUBLISHES
     app = build_app(runtime, routes=api.routes(service, sql, runtime.jwt))
     app.state.service = service
     app.state.sql = sql

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import EndpointScaleRequested, RunFinished, topics
+from apev_contracts import (
+    EndpointScaleRequested,
+    InsightCreated,
+    JobRequested,
+    RunFinished,
+    ServingLatencySampled,
+    topics,
+)
 from apev_contracts.envelope import CloudEvent
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
 from apev_serving.service import ServingService
 from apev_serving.sql import SqlQueries
+
+# What this service publishes (through the outbox): insights read from an insights run; agent deploy/insights jobs;
+# latency samples. The send side of its AsyncAPI document (`make asyncapi`); keep it in step with the
+# `new_event`/`follow_up` calls.
+PUBLISHES = (InsightCreated, JobRequested, ServingLatencySampled)
 
 
 def register(broker: KafkaBroker, service: ServingService, group: str, sql: SqlQueries, replica_id: str) -> None:

@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, mcp_transport: httpx.AsyncBa
         await gateway.aclose()
 
     runtime.background.append(resume)
+    runtime.publishes = handlers.PUBLISHES
     app = build_app(runtime, routes=api.routes(service, settings, runtime.jwt))
     app.state.service = service
     return app

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import DatasourceCreated, ErasureRequested, InsightCreated, topics
+from apev_contracts import DatasourceCreated, ErasureRequested, InsightCreated, WritebackOutcomeRecorded, topics
 from apev_contracts.envelope import CloudEvent
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
 from apev_writeback.service import WritebackService
+
+# What this service publishes (through the outbox): the outcome of each held, approved, rejected or written insight.
+# The send side of its AsyncAPI document (`make asyncapi`); keep it in step with the `new_event`/`follow_up` calls.
+PUBLISHES = (WritebackOutcomeRecorded,)
 
 
 def register(broker: KafkaBroker, service: WritebackService, group: str) -> None:
