@@ -12,8 +12,8 @@ from databricks.sdk.errors import PermissionDenied, Unauthenticated
 from pydantic import ValidationError
 
 from apev_runtime.databricks import DatabricksClients, DatabricksConfigError, DatabricksSignInError
-from apev_runtime.settings import ServiceSettings
 from apev_runtime.errors import Failure, classify
+from apev_runtime.settings import ServiceSettings
 from apev_workspace.testing import running_workspace
 
 
