@@ -109,6 +109,7 @@ def build_runtime(
         settings.log_format,
         secrets=[
             settings.databricks_token.get_secret_value() if settings.databricks_token else None,
+            settings.databricks_client_secret.get_secret_value() if settings.databricks_client_secret else None,
             settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
         ],
     )
@@ -146,9 +147,15 @@ def build_runtime(
     runtime.background.append(_pruner(runtime))
     if settings.mcp_base_url:
         runtime.checks["mcp"] = _http_check(settings.mcp_base_url.rstrip("/") + "/health")
-    if settings.databricks_host and settings.databricks_token:
+    if settings.databricks_host and settings.databricks_configured:
         clients = DatabricksClients(
-            settings.databricks_host, settings.databricks_token.get_secret_value(), threads=settings.databricks_threads
+            settings.databricks_host,
+            settings.databricks_token.get_secret_value() if settings.databricks_token else None,
+            client_id=settings.databricks_client_id,
+            client_secret=(
+                settings.databricks_client_secret.get_secret_value() if settings.databricks_client_secret else None
+            ),
+            threads=settings.databricks_threads,
         )
         runtime.databricks = clients
         runtime.checks["databricks"] = clients.ping
@@ -232,6 +239,13 @@ def build_app(runtime: Runtime, *, routes: Sequence[BaseRoute] = ()) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if runtime.databricks is not None:
+            # OAuth M2M: a refused client id/secret stops start-up here, with the client id (never the secret).
+            try:
+                await runtime.databricks.check_sign_in()
+            except Exception:
+                runtime.databricks.close()
+                raise
         await migrate.upgrade(runtime.db, runtime.migrations)
         await runtime.broker.start()
         stop = asyncio.Event()

@@ -1,8 +1,9 @@
 """Settings every service shares. Each service subclasses `ServiceSettings` with its own env prefix.
 
 Environment variables use the service's prefix (`JOBS_DATABASE_URL`), except the cross-cutting ones with
-well-known names, read unprefixed by every service: `KAFKA_BOOTSTRAP_SERVERS`, `DATABRICKS_HOST`,
-`DATABRICKS_TOKEN`. Delivery bounds are `DELIVERY_*` (shared by all services).
+well-known names, read unprefixed by every service: `KAFKA_BOOTSTRAP_SERVERS`, `DATABRICKS_HOST` and its auth,
+`DATABRICKS_TOKEN` (PAT) or `DATABRICKS_CLIENT_ID` + `DATABRICKS_CLIENT_SECRET` (OAuth M2M, a service principal).
+Delivery bounds are `DELIVERY_*` (shared by all services).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apev_runtime.auth import JwtVerifier
@@ -89,7 +90,28 @@ class ServiceSettings(BaseSettings):
 
     databricks_host: str | None = Field(None, validation_alias=_env("DATABRICKS_HOST"))
     databricks_token: SecretStr | None = Field(None, validation_alias=_env("DATABRICKS_TOKEN"))
+    databricks_client_id: str | None = Field(None, validation_alias=_env("DATABRICKS_CLIENT_ID"))
+    """OAuth M2M: a service principal's application id (with `DATABRICKS_CLIENT_SECRET`), instead of a PAT."""
+    databricks_client_secret: SecretStr | None = Field(None, validation_alias=_env("DATABRICKS_CLIENT_SECRET"))
     databricks_threads: int = 8
+
+    @model_validator(mode="after")
+    def _one_databricks_auth(self) -> ServiceSettings:
+        m2m = self.databricks_client_id or self.databricks_client_secret
+        if self.databricks_token and m2m:
+            raise ValueError(
+                "Databricks: configure either DATABRICKS_TOKEN (PAT) or DATABRICKS_CLIENT_ID + "
+                "DATABRICKS_CLIENT_SECRET (OAuth M2M), not both"
+            )
+        if m2m and not (self.databricks_client_id and self.databricks_client_secret):
+            missing = "DATABRICKS_CLIENT_SECRET" if self.databricks_client_id else "DATABRICKS_CLIENT_ID"
+            raise ValueError(f"Databricks OAuth M2M needs both client id and secret; {missing} is not set")
+        return self
+
+    @property
+    def databricks_configured(self) -> bool:
+        """A host and one auth method (PAT or M2M): the service builds its Databricks clients."""
+        return bool(self.databricks_host and (self.databricks_token or self.databricks_client_id))
 
     # Every service verifies the same issuer's tokens, so these are shared (unprefixed) settings.
     jwt_issuer: str = Field("agentprovision", validation_alias=_env("APEV_JWT_ISSUER"))

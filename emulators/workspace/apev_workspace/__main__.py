@@ -20,6 +20,7 @@ def main(
     data_dir: Path = typer.Option(Path(".stack/workspace"), help="state, workspace files and run logs"),
     executor_slots: int = typer.Option(4, help="task processes that may run at once; the rest queue"),
     public_url: str = typer.Option("", help="URL tasks and run pages use (default http://<host>:<port>)"),
+    oauth_token_ttl_seconds: int = typer.Option(3600, help="lifetime of OAuth M2M access tokens (client_credentials)"),
     failed_multitask_internal_error: bool = typer.Option(
         False, help="failed multi-task runs show legacy INTERNAL_ERROR/FAILED (measured serverless variant)"
     ),
@@ -34,6 +35,7 @@ def main(
         executor_slots=executor_slots,
         failed_multitask_internal_error=failed_multitask_internal_error,
         public_url=public_url or None,
+        oauth_token_ttl_seconds=oauth_token_ttl_seconds,
     )
     workspace = Workspace(settings)
     workspace.start()

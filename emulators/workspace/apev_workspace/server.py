@@ -33,7 +33,12 @@ from apev_workspace.faults.responses import FaultMiddleware
 from apev_workspace.files import urls as volume_files_urls
 from apev_workspace.files.models import VolumeFiles
 from apev_workspace.identity import urls as identity_urls
-from apev_workspace.identity.models import DEFAULT_ADMIN_USER, Identity
+from apev_workspace.identity.models import (
+    DEFAULT_ADMIN_USER,
+    DEFAULT_OAUTH_TOKEN_TTL_SECONDS,
+    Identity,
+    OAuthSecrets,
+)
 from apev_workspace.jobs import urls as jobs_urls
 from apev_workspace.jobs.execution import RUNNERS, Executor
 from apev_workspace.jobs.models import Jobs
@@ -91,6 +96,7 @@ class Settings:
     serving_transition_seconds: float = 2.0  # least time a serving config update takes
     serving_idle_seconds: float = 1800.0  # idle time before scale_to_zero_enabled entities scale down
     serving_cold_start_seconds: float = 0.5  # extra start time of a served entity's worker
+    oauth_token_ttl_seconds: int = DEFAULT_OAUTH_TOKEN_TTL_SECONDS  # lifetime of OAuth M2M access tokens
 
     @property
     def url(self) -> str:
@@ -110,6 +116,7 @@ class Workspace:
         self.lock = threading.RLock()
         self.store = Store(data / "workspace.sqlite3")
         self.identity = Identity(self.store, self.lock, settings.admin_token, settings.admin_user)
+        self.oauth = OAuthSecrets(self.identity, settings.oauth_token_ttl_seconds)
         self.files = WorkspaceFiles(self.store, self.lock, data / "workspace_objects")
         self.files.ensure_home(settings.admin_user)
         self.secrets = Secrets(self.store, self.lock)

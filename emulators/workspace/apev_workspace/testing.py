@@ -96,6 +96,7 @@ def running_workspace(
     executor_slots: int = 4,
     failed_multitask_internal_error: bool = False,
     host: str = "127.0.0.1",
+    oauth_token_ttl_seconds: int = 3600,
 ) -> Iterator[RunningWorkspace]:
     sock = free_socket(host)
     port = sock.getsockname()[1]
@@ -106,6 +107,7 @@ def running_workspace(
         admin_token=admin_token,
         executor_slots=executor_slots,
         failed_multitask_internal_error=failed_multitask_internal_error,
+        oauth_token_ttl_seconds=oauth_token_ttl_seconds,
     )
     workspace = Workspace(settings)
     workspace.start()

@@ -27,3 +27,23 @@ class ScimNotFound(ScimError, ResourceDoesNotExist):
 
 class ScimConflict(ScimError, ResourceAlreadyExists):
     scim_type = "uniqueness"
+
+
+class InvalidClient(ApiError):
+    """The OAuth token endpoint's refusal, in OAuth's shape (RFC 6749 §5.2) as Databricks answers it."""
+
+    status = 401
+    error_code = "invalid_client"
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error_code, "error_description": self.message}
+
+
+class UnsupportedGrantType(InvalidClient):
+    status = 400
+    error_code = "unsupported_grant_type"
+
+
+class InvalidRequest(InvalidClient):
+    status = 400
+    error_code = "invalid_request"

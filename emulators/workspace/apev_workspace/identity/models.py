@@ -15,15 +15,18 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from apev_workspace.core.exceptions import InvalidParameterValue, PermissionDenied, Unauthenticated
 from apev_workspace.core.store import Store
-from apev_workspace.identity.exceptions import ScimConflict, ScimNotFound
+from apev_workspace.identity.exceptions import InvalidClient, ScimConflict, ScimNotFound
 
 ADMINS = "admins"
 USERS = "users"
 DEFAULT_ADMIN_USER = "admin@apev.local"
+DEFAULT_SECRET_LIFETIME_SECONDS = 63_072_000  # 730 days, Databricks' default for service principal OAuth secrets
+DEFAULT_OAUTH_TOKEN_TTL_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Identity:
         self.sps: dict[str, dict[str, Any]] = store.load("scim_sp")
         self.groups: dict[str, dict[str, Any]] = store.load("scim_group")
         self.tokens: dict[str, dict[str, Any]] = store.load("token")
+        self.sp_secrets: dict[str, dict[str, Any]] = store.load("sp_secret")
         self._by_hash = {t["hash"]: tid for tid, t in self.tokens.items()}
         self._bootstrap(admin_user)
 
@@ -340,8 +344,9 @@ class Identity:
         comment: str | None,
         created_by: Principal | None = None,
         internal: bool = False,
+        prefix: str = "dapi",
     ) -> tuple[str, dict[str, Any]]:
-        value = "dapi" + secrets.token_hex(16)
+        value = prefix + secrets.token_hex(16)
         now = _now_ms()
         info: dict[str, Any] = {
             "token_id": secrets.token_hex(32),
@@ -354,6 +359,7 @@ class Identity:
             "created_by_id": (created_by or owner).id,
             "created_by_username": (created_by or owner).name,
             "internal": internal,
+            "oauth": prefix != "dapi",
         }
         with self._lock:
             self.tokens[info["token_id"]] = info
@@ -376,3 +382,132 @@ class Identity:
 def require_admin(actor: Principal | None) -> None:
     if actor is not None and not actor.is_admin:
         raise PermissionDenied(f"Only workspace admins can do this; {actor.name} is not an admin")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_lifetime(value: Any) -> int:
+    """A secret's lifetime as Databricks takes it: a duration string (`"3600s"`) or a number of seconds."""
+    if value is None or value == "":
+        return DEFAULT_SECRET_LIFETIME_SECONDS
+    text = str(value).strip()
+    text = text[:-1] if text.endswith("s") else text
+    try:
+        seconds = int(float(text))
+    except ValueError:
+        raise InvalidParameterValue(f"Invalid lifetime {value!r}: expected seconds such as '3600s'") from None
+    if seconds <= 0:
+        raise InvalidParameterValue(f"Invalid lifetime {value!r}: must be positive")
+    return seconds
+
+
+class OAuthSecrets:
+    """Service principals' OAuth secrets and the client-credentials grant (M2M).
+
+    A secret is shown once, at creation; only its SHA-256 hash is stored. `client_credentials` checks the
+    application id + secret and mints a short-lived access token owned by the service principal (an internal
+    token, so it never shows in token listings), which authenticates exactly like a PAT of that principal.
+    """
+
+    def __init__(self, identity: Identity, token_ttl_seconds: int = DEFAULT_OAUTH_TOKEN_TTL_SECONDS) -> None:
+        self._identity = identity
+        self.token_ttl_seconds = token_ttl_seconds
+
+    def _sp(self, sp_id: str) -> dict[str, Any]:
+        sp = self._identity.sps.get(sp_id)
+        if sp is None:
+            raise ScimNotFound(f"Service principal with id {sp_id} not found.")
+        return sp
+
+    def create(self, sp_id: str, lifetime: Any, scopes: list[str] | None, actor: Principal) -> dict[str, Any]:
+        require_admin(actor)
+        seconds = parse_lifetime(lifetime)
+        value = "dose" + secrets.token_hex(32)
+        now = _now_ms()
+        with self._identity._lock:
+            self._sp(sp_id)
+            info: dict[str, Any] = {
+                "id": secrets.token_hex(16),
+                "sp_id": sp_id,
+                "hash": _hash(value),
+                "secret_hash": value[-4:],
+                "create_ms": now,
+                "expire_ms": now + seconds * 1000,
+                "scopes": list(scopes or []),
+            }
+            self.sp_secrets[info["id"]] = info
+            self._identity._store.put("sp_secret", info["id"], info)
+        return {**render_secret(info), "secret": value}
+
+    @property
+    def sp_secrets(self) -> dict[str, dict[str, Any]]:
+        return self._identity.sp_secrets
+
+    def list(self, sp_id: str, actor: Principal) -> list[dict[str, Any]]:
+        require_admin(actor)
+        with self._identity._lock:
+            self._sp(sp_id)
+            found = [s for s in self.sp_secrets.values() if s["sp_id"] == sp_id]
+        return [render_secret(s) for s in sorted(found, key=lambda s: s["create_ms"])]
+
+    def delete(self, sp_id: str, secret_id: str, actor: Principal) -> None:
+        require_admin(actor)
+        with self._identity._lock:
+            self._sp(sp_id)
+            info = self.sp_secrets.get(secret_id)
+            if info is None or info["sp_id"] != sp_id:
+                raise ScimNotFound(f"Secret with id {secret_id} not found.")
+            del self.sp_secrets[secret_id]
+            self._identity._store.delete("sp_secret", secret_id)
+
+    def client_credentials(self, client_id: str, client_secret: str, scope: str | None) -> dict[str, Any]:
+        """The token endpoint's answer for a valid client; `InvalidClient` (401) for anything else."""
+        identity = self._identity
+        now = _now_ms()
+        with identity._lock:
+            sp = identity.sp_by_application_id(client_id) if client_id else None
+            digest = _hash(client_secret or "")
+            valid = (
+                sp is not None
+                and sp.get("active", True)
+                and any(
+                    s["sp_id"] == sp["id"] and hmac.compare_digest(s["hash"], digest) and s["expire_ms"] > now
+                    for s in self.sp_secrets.values()
+                )
+            )
+            if not valid or sp is None:
+                raise InvalidClient("Client authentication failed")
+            owner = identity.principal_for("service_principal", sp["id"])
+            self._prune_expired(now)
+        value, _ = identity.create_token(
+            owner,
+            lifetime_seconds=self.token_ttl_seconds,
+            comment="OAuth M2M access token",
+            internal=True,
+            prefix="eyJapev",
+        )
+        return {
+            "access_token": value,
+            "token_type": "Bearer",
+            "expires_in": self.token_ttl_seconds,
+            "scope": scope or "all-apis",
+        }
+
+    def _prune_expired(self, now: int) -> None:
+        for token_id, info in list(self._identity.tokens.items()):
+            if info.get("oauth") and info["expiry_time"] != -1 and info["expiry_time"] <= now:
+                self._identity.revoke_token(token_id)
+
+
+def render_secret(info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": info["id"],
+        "secret_hash": info["secret_hash"],
+        "create_time": _iso(info["create_ms"]),
+        "update_time": _iso(info["create_ms"]),
+        "expire_time": _iso(info["expire_ms"]),
+        "status": "ACTIVE" if info["expire_ms"] > _now_ms() else "EXPIRED",
+        "scopes": info["scopes"],
+    }

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import urllib.parse
 from typing import Any
 
-from apev_workspace.core.exceptions import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist, require
-from apev_workspace.core.http import Call
-from apev_workspace.identity.exceptions import ScimNotFound
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from apev_workspace.core.exceptions import (
+    ApiError,
+    InvalidParameterValue,
+    PermissionDenied,
+    ResourceDoesNotExist,
+    require,
+)
+from apev_workspace.core.http import Call, error_response
+from apev_workspace.identity.exceptions import InvalidClient, InvalidRequest, ScimNotFound, UnsupportedGrantType
 from apev_workspace.identity.models import Identity, matches, parse_filter, require_admin
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -242,3 +254,67 @@ def managed_token_delete(call: Call) -> None:
         if call.path["token_id"] not in call.workspace.identity.tokens:
             raise ResourceDoesNotExist(f"Token with id {call.path['token_id']} does not exist")
     call.workspace.identity.revoke_token(call.path["token_id"])
+
+
+# ---------------------------------------------------------------------- OAuth secrets and M2M
+def sp_secret_create(call: Call) -> dict[str, Any]:
+    scopes = call.body.get("scopes")
+    return call.workspace.oauth.create(
+        call.path["service_principal_id"], call.body.get("lifetime"), scopes if scopes else None, call.principal
+    )
+
+
+def sp_secret_list(call: Call) -> dict[str, Any]:
+    return {"secrets": call.workspace.oauth.list(call.path["service_principal_id"], call.principal)}
+
+
+def sp_secret_delete(call: Call) -> None:
+    call.workspace.oauth.delete(call.path["service_principal_id"], call.path["secret_id"], call.principal)
+
+
+async def oauth_metadata(request: Request) -> Response:
+    """`GET /oidc/.well-known/oauth-authorization-server`: what the SDK reads to find the token endpoint."""
+    base = request.app.state.workspace.settings.url + "/oidc"
+    return JSONResponse(
+        {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/v1/authorize",
+            "token_endpoint": f"{base}/v1/token",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": ["all-apis"],
+            "response_types_supported": ["code"],
+        }
+    )
+
+
+def _client_from_basic(header: str) -> tuple[str, str] | None:
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient("Client authentication failed") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("Client authentication failed")
+    return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
+
+
+async def oauth_token(request: Request) -> Response:
+    """`POST /oidc/v1/token`, form-encoded `grant_type=client_credentials` (client by basic auth or form)."""
+    workspace = request.app.state.workspace
+    try:
+        form = dict(urllib.parse.parse_qsl((await request.body()).decode(errors="replace")))
+        grant = form.get("grant_type")
+        if not grant:
+            raise InvalidRequest("grant_type is required")
+        if grant != "client_credentials":
+            raise UnsupportedGrantType(f"Unsupported grant_type: {grant}")
+        client = _client_from_basic(request.headers.get("authorization", ""))
+        if client is None:
+            client = (form.get("client_id", ""), form.get("client_secret", ""))
+        answer = workspace.oauth.client_credentials(client[0], client[1], form.get("scope"))
+    except ApiError as err:
+        return error_response(err)
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
