@@ -22,11 +22,18 @@ from apev_stack.asyncapi import DEFAULT_DIR, SERVICES
 
 # What each service's handlers.py registers (tests/test_service_skeletons.py lists the same topics).
 SUBSCRIBED = {
-    "ingest": {"datasource.created", "run.finished"},
-    "jobs": {"job.requested"},
+    "ingest": {
+        "datasource.created",
+        "run.finished",
+        "datasource.updated",
+        "datasource.removed",
+        "tenant.offboarded",
+        "erasure.requested",
+    },
+    "jobs": {"job.requested", "tenant.offboarded"},
     "serving": {"run.finished", "endpoint.scale.requested"},
-    "writeback": {"insight.created", "datasource.created"},
-    "monitor": {"run.finished", "cost.sampled", "serving.latency.sampled"},
+    "writeback": {"insight.created", "datasource.created", "erasure.requested"},
+    "monitor": {"run.finished", "cost.sampled", "serving.latency.sampled", "tenant.offboarded"},
 }
 
 
