@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,9 @@ def test_supervisor_runs_everything_the_cli_operates_it_and_ctrl_c_stops_all(
     service_ports = {f"{s.upper()}_HTTP_PORT": free_port() for s in SERVICES}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MCP_"))}
     env |= {k: str(v) for k, v in (ports | service_ports).items()}
+    # A topic prefix of its own: the session's broker is shared with every other test.
     env |= {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "APEV_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
+    env["KAFKA_TOPIC_PREFIX"] = f"mr{uuid.uuid4().hex[:6]}."
     proc = subprocess.Popen(
         [sys.executable, "-m", "apev_stack", "run", "--no-demo"],
         env=env,

@@ -127,9 +127,11 @@ def run(bootstrap: str, kafka_started: bool, kafka_log: Path | None, *, with_dem
     stopping = threading.Event()
     _signals(stopping)
     root = state_dir()
-    stack = Stack(
-        bootstrap, root / "data", choose_ports(), topic_prefix=os.environ.get("KAFKA_TOPIC_PREFIX", ""), echo=echo
-    )
+    prefix = os.environ.get("KAFKA_TOPIC_PREFIX", "")
+    # Idempotent: the broker `make kafka` starts has the unprefixed topics; an external cluster or a prefix
+    # (environments sharing one cluster) may not.
+    asyncio.run(create_topics(bootstrap, [prefix + t for t in all_topics()]))
+    stack = Stack(bootstrap, root / "data", choose_ports(), topic_prefix=prefix, echo=echo)
     status = 0
     pid_file = root / "run" / "supervisor.pid"  # `make stop` from another shell finds this process by it
     pid_file.parent.mkdir(parents=True, exist_ok=True)

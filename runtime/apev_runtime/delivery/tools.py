@@ -12,10 +12,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from apev_contracts.topics import DLQ_SUFFIX
-from apev_runtime.delivery.dlq import H_ORIGINAL_BYTES, H_REPLAY_COUNT, H_REPLAYED_FROM, DeadLetter, strip_dlq_headers
+from apev_runtime.delivery.dlq import (
+    H_ORIGINAL_BYTES,
+    H_REASON,
+    H_REPLAY_COUNT,
+    H_REPLAYED_FROM,
+    DeadLetter,
+    strip_dlq_headers,
+)
+
+log = structlog.get_logger("apev.dlq")
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,13 @@ async def read_dlq(bootstrap: str, dlq_topic: str, timeout_ms: int = 2000) -> li
             for tp, records in batch.items():
                 for r in records:
                     headers = tuple(r.headers or ())
+                    if not any(k == H_REASON for k, _ in headers):
+                        # Written there by something else (a hand-made record, a foreign tool): not ours to
+                        # list or replay, and no reason to refuse the rest of the topic.
+                        log.warning(
+                            "dlq_record_not_a_dead_letter", topic=dlq_topic, partition=r.partition, offset=r.offset
+                        )
+                        continue
                     out.append(
                         DlqMessage(
                             dlq_topic=dlq_topic,
