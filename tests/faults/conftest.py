@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the suite's helpers, importable by its tests (importlib mode)
 
-from faults_report import Report  # noqa: E402
+from faults_report import Report
 
 LONG = os.environ.get("APEV_FAULTS_LONG") == "1"
 _report = Report(variant="long" if LONG else "short")
@@ -53,9 +52,9 @@ _captured = _Lines()
 
 
 @pytest.fixture(scope="session")
-def service_logs() -> Iterator[list[str]]:
+def service_logs() -> list[str]:
     """Every log line (stdlib + structlog through it) the suite's services produced so far, formatted."""
-    yield _captured.lines
+    return _captured.lines
 
 
 def pytest_configure(config: pytest.Config) -> None:
