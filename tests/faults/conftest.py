@@ -7,7 +7,7 @@ A session that recorded anything lost or duplicated exits non-zero even if every
 
 from __future__ import annotations
 
-import logging
+import io
 import os
 import sys
 from pathlib import Path
@@ -17,6 +17,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # the suite's helpers, importable by its tests (importlib mode)
 
 from faults_report import Report
+
+from apev_runtime.logging import configure_logging
 
 LONG = os.environ.get("APEV_FAULTS_LONG") == "1"
 _report = Report(variant="long" if LONG else "short")
@@ -36,29 +38,30 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     return _report
 
 
-class _Lines(logging.Handler):
+class _Tee(io.TextIOBase):
+    """The stream the suite's log pipeline writes to: kept line by line for the scan, and passed to stderr."""
+
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
         self.lines: list[str] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.append(self.format(record))
-        except Exception:  # a line that cannot be formatted is still scanned by its raw message
-            self.lines.append(str(record.msg))
+    def write(self, text: str) -> int:
+        self.lines.extend(line for line in text.splitlines() if line.strip())
+        sys.stderr.write(text)
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
 
 
-_captured = _Lines()
+_tee = _Tee()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def service_logs() -> list[str]:
-    """Every log line (stdlib + structlog through it) the suite's services produced so far, formatted."""
-    return _captured.lines
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    logging.getLogger().addHandler(_captured)
+    """Every log line the suite's services wrote (structlog and the standard library through the runtime's
+    one redacting pipeline, as JSON), for the secret scan."""
+    configure_logging("DEBUG", "json", stream=_tee)
+    return _tee.lines
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -73,7 +76,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    logging.getLogger().removeHandler(_captured)
     if _report.scenarios:
         path = getattr(_report, "path", None)
         sys.stdout.write(f"report: {path}\n{_report.summary()}\n")
