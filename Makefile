@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_serving apev_writeback apev_monitor \
 	apev_workspace apev_mcpsim apev_sinks apev_pipeline
 
-.PHONY: help setup run demo test lint format kafka stop workspace mcp sinks bench asyncapi
+.PHONY: help setup run demo test lint format kafka stop workspace mcp sinks bench asyncapi faults
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -62,3 +62,9 @@ bench: setup ## Benchmarks on real Kafka + PostgreSQL/SQLite; figures appended t
 	@eval "$$(bash deploy/postgres.sh | grep '^APEV_TEST_PG_URL=')" && export APEV_TEST_PG_URL && \
 	  $(UV) run --frozen python bench/delivery_throughput.py --events $(or $(EVENTS),3000) \
 	    --rounds $(or $(ROUNDS),3) --db $(or $(DB),postgres sqlite)
+
+faults: setup ## Fault suite, long variants too; report in bench/results/faults.json; non-zero if anything lost/duplicated
+	@eval "$$(bash deploy/postgres.sh | grep '^APEV_TEST_PG_URL=')" && export APEV_TEST_PG_URL && \
+	  $(UV) run --frozen python -m apev_stack kafka jars && \
+	  APEV_FAULTS_LONG=1 APEV_FAULTS_REPORT=bench/results/faults.json \
+	  $(UV) run --frozen pytest tests/faults -p no:cacheprovider $(PYTEST_ARGS)

@@ -39,9 +39,11 @@ from prometheus_client import (
 )
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apev_runtime import asyncapi, outbox
 from apev_runtime.auth import JwtVerifier
@@ -56,6 +58,9 @@ from apev_runtime.settings import ServiceSettings
 from apev_runtime.tracing import setup_tracing
 
 log = structlog.get_logger("apev.app")
+
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body a service's HTTP side reads (1 MiB, what a consumed event may weigh); 413 above it."""
 
 Check = Callable[[], Awaitable[Any]]
 
@@ -234,8 +239,61 @@ def health_routes(runtime: Runtime) -> list[BaseRoute]:
     ]
 
 
-def build_app(runtime: Runtime, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The service's ASGI app; its lifespan starts and stops everything in order."""
+class BodyLimit:
+    """413 for a request body over `max_bytes`: from `Content-Length` before anything is read, or while a
+    body without one streams in (the endpoint's read is stopped there)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen = 0
+        refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # Answer now; the endpoint sees the client gone, and whatever it sends is dropped.
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+
+    async def _refuse(self, send: Send) -> None:
+        response = JSONResponse(
+            {"error": "payload_too_large", "detail": f"request body exceeds {self.max_bytes} bytes"}, status_code=413
+        )
+        await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def build_app(runtime: Runtime, *, routes: Sequence[BaseRoute] = (), max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+    """The service's ASGI app; its lifespan starts and stops everything in order. Request bodies over
+    `max_body_bytes` get 413 before an endpoint reads them."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -272,7 +330,11 @@ def build_app(runtime: Runtime, *, routes: Sequence[BaseRoute] = ()) -> Starlett
             await runtime.db.dispose()
             log.info("service_stopped", service=runtime.settings.service_name)
 
-    app = Starlette(routes=[*health_routes(runtime), *routes], lifespan=lifespan)
+    app = Starlette(
+        routes=[*health_routes(runtime), *routes],
+        lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, max_bytes=max_body_bytes)],
+    )
     app.state.runtime = runtime
     return app
 

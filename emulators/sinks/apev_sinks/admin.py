@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
 from apev_sinks.backend import Sinks
-from apev_sinks.faults import FaultSpec
+from apev_sinks.faults import FaultRule, FaultSpec
 
 
 class FaultIn(BaseModel):
@@ -104,5 +104,95 @@ def admin_router(sinks: Sinks) -> APIRouter:
     @router.post("/reset", status_code=204)
     async def reset() -> None:
         sinks.reset()
+
+    return router
+
+
+FAULTS_PREFIX = "/__admin"
+ACTIONS = ("429", "503", "error", "latency", "lost_response")
+
+
+class SharedFaultIn(BaseModel):
+    """The rule shape of the workspace's and the MCP simulator's `/__admin/faults`."""
+
+    path: str
+    method: str = "*"
+    action: Literal["429", "503", "error", "latency", "lost_response"] = "429"
+    count: int | None = None
+    ratio: float = 1.0
+    retry_after: int | None = None
+    latency_ms: int = 0
+    status: int = 500
+
+
+def _spec_of(rule: SharedFaultIn) -> FaultSpec:
+    """`lost_response`: the sinks cannot drop a connection, so the request is applied and answered with 502
+    (the caller sees a failure after the effect, which is what a lost response tests)."""
+    status: int | None
+    if rule.action == "latency":
+        status = None
+    elif rule.action == "lost_response":
+        status = 502
+    elif rule.action == "error":
+        status = rule.status
+    else:
+        status = int(rule.action)
+    return FaultSpec(
+        match=rule.path,
+        status=status,
+        latency=rule.latency_ms / 1000,
+        count=rule.count,
+        ratio=rule.ratio,
+        retry_after=rule.retry_after,
+        after_apply=rule.action == "lost_response",
+        method=rule.method.upper(),
+        action=rule.action,
+    )
+
+
+def _shared_view(rule: FaultRule) -> dict[str, Any]:
+    s = rule.spec
+    action = s.action or ("latency" if s.status is None else str(s.status) if s.status in (429, 503) else "error")
+    return {
+        "id": rule.id,
+        "path": s.match,
+        "method": s.method,
+        "action": action,
+        "count": rule.remaining,
+        "ratio": s.ratio,
+        "retry_after": s.retry_after,
+        "latency_ms": round(s.latency * 1000),
+        "status": s.status or 500,
+        "fired": rule.hits,
+    }
+
+
+def faults_router(sinks: Sinks) -> APIRouter:
+    """`/__admin/faults`: the same rules as `/_admin/faults` (one table), in the shape shared by the stand-ins."""
+    router = APIRouter(prefix=FAULTS_PREFIX)
+
+    @router.get("/faults")
+    async def list_faults() -> dict[str, Any]:
+        return {"faults": [_shared_view(r) for r in sinks.faults.rules()]}
+
+    @router.post("/faults")
+    async def add_fault(body: SharedFaultIn | list[SharedFaultIn]) -> Any:
+        try:
+            specs = [_spec_of(rule) for rule in (body if isinstance(body, list) else [body])]
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        views = [_shared_view(sinks.faults.add(spec)) for spec in specs]
+        return views if isinstance(body, list) else views[0]
+
+    @router.delete("/faults")
+    async def clear_faults() -> dict[str, Any]:
+        sinks.faults.clear()
+        return {}
+
+    @router.delete("/faults/{fault_id}")
+    async def remove_fault(fault_id: str) -> dict[str, Any]:
+        if not sinks.faults.remove(fault_id):
+            raise HTTPException(404, f"no fault {fault_id}")
+        return {}
 
     return router

@@ -1,4 +1,5 @@
-"""The one HTTP app: Slack under `/services/...`, PagerDuty at `/v2/enqueue`, admin under `/_admin`."""
+"""The one HTTP app: Slack under `/services/...`, PagerDuty at `/v2/enqueue`, admin under `/_admin` (and
+`/__admin/faults`, the fault shape the workspace and the MCP simulator share)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def create_app(sinks: Sinks) -> FastAPI:
     app.include_router(slack_routes.api_router(sinks.slack))
     app.include_router(pagerduty_routes.api_router(sinks.pagerduty))
     app.include_router(admin.admin_router(sinks))
+    app.include_router(admin.faults_router(sinks))
     app.include_router(slack_routes.admin_router(sinks.slack))
     app.include_router(pagerduty_routes.admin_router(sinks.pagerduty))
     app.include_router(smtp_routes.admin_router(sinks.mailbox))
@@ -63,10 +65,10 @@ def create_app(sinks: Sinks) -> FastAPI:
     @app.middleware("http")
     async def faults_and_counters(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
-        if path.startswith(ADMIN_PREFIX):
+        if path.startswith((ADMIN_PREFIX, admin.FAULTS_PREFIX)):
             return await call_next(request)
         sink = sink_of(path)
-        fault = sinks.faults.pick(path)
+        fault = sinks.faults.pick(path, method=request.method)
         if fault is not None and fault.latency:
             await asyncio.sleep(fault.latency)
         if fault is not None and fault.status is not None and not fault.after_apply:

@@ -29,6 +29,8 @@ class FaultSpec:
     body: str | None = None
     # True: the request is applied first, then the fault is answered (the caller believes it failed).
     after_apply: bool = False
+    method: str = "*"  # an HTTP method, or `*` for any (SMTP counts as any)
+    action: str | None = None  # the `/__admin/faults` action the rule was made from, for its view
 
     def __post_init__(self) -> None:
         if not self.match:
@@ -85,11 +87,13 @@ class Faults:
         with self._lock:
             return list(self._rules)
 
-    def pick(self, *targets: str) -> FaultSpec | None:
+    def pick(self, *targets: str, method: str = "*") -> FaultSpec | None:
         """The fault to apply to a request with these targets, consuming one use of a counted rule."""
         with self._lock:
             for rule in self._rules:
                 if rule.remaining == 0:
+                    continue
+                if rule.spec.method not in ("*", method.upper()) and method != "*":
                     continue
                 if not any(fnmatch.fnmatchcase(t, rule.spec.match) for t in targets):
                     continue
