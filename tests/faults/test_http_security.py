@@ -55,7 +55,7 @@ def _routes(verifier: JwtVerifier) -> dict[str, list[Any]]:
         "ingest": ingest_api.routes(svc, verifier, None),
         "jobs": jobs_api.routes(svc, JobsSettings(), verifier),
         "monitor": monitor_api.routes(svc, verifier),
-        "serving": serving_api.routes(svc, verifier),
+        "serving": serving_api.routes(svc, svc, verifier),
         "writeback": writeback_api.routes(svc, WritebackSettings(), verifier),
     }
 
