@@ -60,6 +60,8 @@ from apev_workspace.serving.models import Serving
 from apev_workspace.sql import task as sql_task
 from apev_workspace.sql import urls as sql_urls
 from apev_workspace.sql.models import Sql
+from apev_workspace.tracking import urls as tracking_urls
+from apev_workspace.tracking.models import Tracking
 from apev_workspace.unity_catalog import urls as uc_urls
 from apev_workspace.unity_catalog.models import UnityCatalog
 from apev_workspace.workspace_files import urls as files_urls
@@ -159,6 +161,7 @@ class Workspace:
         self.billing.jobs = self.jobs
         self.executor.listeners.append(self.billing.on_run_event)
         self.registry = Registry(self.store, self, data / "registry")
+        self.tracking = Tracking(self.store, self.lock, self.files, self.permissions)
         self.serving = Serving(
             self.store,
             registry=self.registry,
@@ -229,6 +232,7 @@ def build_app(workspace: Workspace) -> FaultMiddleware:
         *notification_urls.routes(),
         *pages_urls.routes(),
         *registry_urls.routes(),
+        *tracking_urls.routes(),
         *serving_urls.routes(),
         *billing_urls.routes(),
         *uc_urls.routes(),

@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 RECENT = 25
 LOG_SHOWN = 1024 * 1024
 REDIRECT = (
-    "<script>(function(){var m=location.hash.match(/^#job\\/(\\d+)(?:\\/run\\/(\\d+))?/);"
-    "if(m){location.replace(m[2]?'/jobs/'+m[1]+'/runs/'+m[2]:'/jobs/'+m[1]);}})();</script>"
+    "<script>(function(){var h=location.hash,m=h.match(/^#job\\/(\\d+)(?:\\/run\\/(\\d+))?/);"
+    "if(m){location.replace(m[2]?'/jobs/'+m[1]+'/runs/'+m[2]:'/jobs/'+m[1]);return;}"
+    "m=h.match(/^#mlflow\\/experiments\\/(\\d+)(?:\\/runs\\/([0-9a-f]+))?/);"
+    "if(m){location.replace('/mlflow/experiments/'+m[1]+(m[2]?'/runs/'+m[2]:''));}})();</script>"
 )
 
 

@@ -1,0 +1,1 @@
+"""MLflow tracking: experiments, runs, metrics, params and tags (`/api/2.0/mlflow/...`)."""
