@@ -159,7 +159,7 @@ class Tracking:
                 raise ResourceAlreadyExists(f"Node named '{posixpath.basename(path)}' already exists")
             experiment_id = str(self._store.next_id("ws_object_id"))
             now = now_ms()
-            experiment = {
+            experiment: dict[str, Any] = {
                 "experiment_id": experiment_id,
                 "name": path,
                 "artifact_location": artifact_location or f"dbfs:/databricks/mlflow-tracking/{experiment_id}",
@@ -167,10 +167,8 @@ class Tracking:
                 "creation_time": now,
                 "last_update_time": now,
                 "owner": who.name,
-                "tags": {},
+                "tags": {_key(t.get("key"), "tag"): _limited(t.get("value"), MAX_TAG_VALUE, "tag") for t in tags or []},
             }
-            for tag in tags or []:
-                experiment["tags"][_key(tag.get("key"), "tag")] = str(tag.get("value") or "")
             self._save_experiment(experiment)
             return copy.deepcopy(experiment)
 
@@ -350,7 +348,7 @@ class Tracking:
                     },
                 )
             )
-        new_params = {}
+        new_params: dict[str, str] = {}
         for p in given["params"]:
             key = _key(p.get("key"), "param")
             value = _limited(p.get("value"), MAX_PARAM_VALUE, "param")

@@ -58,7 +58,8 @@ _PIECES = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|`[^`]*`|\([^)]*\)|\s+AND\s+|.",
 
 def _split_and(text: str) -> list[str]:
     """The clauses between ANDs that are outside quotes and parentheses."""
-    parts, current = [], []
+    parts: list[str] = []
+    current: list[str] = []
     for m in _PIECES.finditer(text):
         token = m.group(0)
         if token[0].isspace() and token.strip().upper() == "AND":
