@@ -1,7 +1,9 @@
 """(tenant, agent, model, tables, schedule) -> the two jobs of an agent, plus their task files.
 
-    ap:<tenant>:agent-deploy:<agent>    agent_deploy: register the model source as a new UC model version and
-                                        smoke-test it; serving rolls the agent's endpoint on its run.finished
+    ap:<tenant>:agent-deploy:<agent>    agent_deploy: an MLflow run in the agent's experiment; register the model
+                                        source as a new UC model version with that run id; smoke-test it on a
+                                        fixed question set (answer accuracy, latency logged to the run); serving
+                                        rolls the agent's endpoint on its run.finished if the accuracy holds
     ap:<tenant>:agent-insights:<agent>  agent_insights: run the agent over gold, append to gold.agent_insights;
                                         on the agent's schedule
 
@@ -35,7 +37,35 @@ INSIGHTS_TABLE_COLUMNS = (
     ("review_required", "BOOLEAN"),
     ("created_at", "TIMESTAMP"),
 )
-DEFAULT_SMOKE_QUERY = "What are our top performing locations?"
+DEFAULT_ACCURACY_THRESHOLD = 0.8
+SERVING_ALIAS = "serving"  # the registered model's alias on the version the endpoint serves (agent_insights reads it)
+
+# The smoke test's fixed question set. Each answer is right when every value of `expect_sql`'s rows (run as the
+# agent's principal; `{catalog}` is the tenant's) is in it: the numbers, as numbers, and the words as words.
+# A question counts only for agents whose tables include all of its `tables`.
+DEFAULT_SMOKE_QUESTIONS: tuple[dict[str, Any], ...] = (
+    {
+        "id": "top_locations",
+        "question": "What are our top performing locations?",
+        "tables": ["gold.monthly_kpis"],
+        "expect_sql": "SELECT practice_location, CAST(sum(collections) AS DECIMAL(18,2))"
+        " FROM {catalog}.gold.monthly_kpis GROUP BY practice_location ORDER BY 2 DESC, 1 LIMIT 3",
+    },
+    {
+        "id": "collection_rate",
+        "question": "What is the collection rate of each location?",
+        "tables": ["gold.monthly_kpis"],
+        "expect_sql": "SELECT practice_location, collection_rate FROM {catalog}.gold.monthly_kpis"
+        " WHERE month = (SELECT max(month) FROM {catalog}.gold.monthly_kpis) ORDER BY 2 DESC, 1",
+    },
+    {
+        "id": "payroll_summary",
+        "question": "Give me the payroll summary",
+        "tables": ["gold.payroll_summary"],
+        "expect_sql": "SELECT practice_location, gross_pay, net_pay FROM {catalog}.gold.payroll_summary"
+        " WHERE month = (SELECT max(month) FROM {catalog}.gold.payroll_summary) ORDER BY 2 DESC, 1",
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +78,9 @@ class AgentJobInput:
     model_source: str  # workspace (or /Volumes) path of the model's Python file
     config: dict[str, Any] = field(default_factory=dict)  # what the model reads as APEV_AGENT_CONFIG
     schedule: Schedule | None = None  # of the insights job
-    smoke_query: str = DEFAULT_SMOKE_QUERY
+    smoke_questions: tuple[dict[str, Any], ...] = DEFAULT_SMOKE_QUESTIONS
+    accuracy_threshold: float = DEFAULT_ACCURACY_THRESHOLD  # recorded on the run; serving decides with its own
+    experiment_name: str = ""  # MLflow experiment; empty: `/Users/<agent principal>/agentprovision/<agent id>`
     root: str = DEFAULT_ROOT
     timeout_seconds: int = 1800
 
@@ -110,7 +142,7 @@ def build_agent_jobs(spec: AgentJobInput) -> AgentJobs:
         tasks=[
             TaskSpec(
                 task_key="agent_deploy",
-                description="Register the model version in Unity Catalog and smoke-test it",
+                description="MLflow run; register the model version in Unity Catalog with its run id; smoke test",
                 python_task=PythonTask(
                     python_file=f"{folder}/agent_deploy.py",
                     parameters=[
@@ -120,8 +152,14 @@ def build_agent_jobs(spec: AgentJobInput) -> AgentJobs:
                         "{{job.parameters.model_source}}",
                         "--config",
                         "{{job.parameters.config}}",
-                        "--smoke-query",
-                        "{{job.parameters.smoke_query}}",
+                        "--questions",
+                        "{{job.parameters.smoke_questions}}",
+                        "--accuracy-threshold",
+                        "{{job.parameters.accuracy_threshold}}",
+                        "--experiment",
+                        "{{job.parameters.experiment}}",
+                        "--agent-id",
+                        agent,
                         "--run-id",
                         "{{job.run_id}}",
                     ],
@@ -133,13 +171,18 @@ def build_agent_jobs(spec: AgentJobInput) -> AgentJobs:
             JobParameter(name="model_name", default=spec.model_name),
             JobParameter(name="model_source", default=spec.model_source),
             JobParameter(name="config", default=config),
-            JobParameter(name="smoke_query", default=spec.smoke_query),
+            JobParameter(
+                name="smoke_questions",
+                default=json.dumps(list(spec.smoke_questions), sort_keys=True, separators=(",", ":")),
+            ),
+            JobParameter(name="accuracy_threshold", default=repr(float(spec.accuracy_threshold))),
+            JobParameter(name="experiment", default=spec.experiment_name),
         ],
         tags=naming.job_tags(tenant, "agent-deploy", agent_id=agent),
         timeout_seconds=spec.timeout_seconds,
         max_concurrent_runs=1,  # deploys of one agent queue: versions register in order
         run_as=principal,
-        description=f"Deploy agent {agent} of tenant {tenant}: register {spec.model_name}, smoke test",
+        description=f"Deploy agent {agent} of tenant {tenant}: register {spec.model_name}, smoke test (MLflow)",
     )
     insights = JobSpec(
         tasks=[

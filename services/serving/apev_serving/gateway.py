@@ -1,6 +1,6 @@
 """Every Databricks call the serving service makes, through `DatabricksClients` (SDK only, worker threads).
 
-Principals, grants, schemas, registered models, secrets and workspace files for agents; serving endpoints
+Principals, grants, schemas, registered models, MLflow runs, secrets and workspace files for agents; serving endpoints
 (create, update, get, query) for endpoints and invokes. Never the SDK's `*_and_wait` waiters (they sleep
 seconds between polls): `ServingService` polls `get_endpoint` itself.
 """
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound, ResourceAlreadyExists
-from databricks.sdk.service import catalog, serving
+from databricks.sdk.service import catalog, ml, serving
 from databricks.sdk.service import sql as dbsql
 from databricks.sdk.service.workspace import ImportFormat
 from prometheus_client import CollectorRegistry, Counter
@@ -234,6 +234,23 @@ class Gateway:
 
     async def model_versions(self, full_name: str) -> list[catalog.ModelVersionInfo]:
         return await self._call("unity-catalog/models/versions", lambda w: list(w.model_versions.list(full_name)))
+
+    async def set_alias(self, full_name: str, alias: str, version: int) -> None:
+        await self._call(
+            "unity-catalog/models/aliases",
+            lambda w: w.registered_models.set_alias(full_name, alias, version),
+        )
+
+    async def mlflow_run(self, run_id: str) -> ml.Run | None:
+        """The MLflow run (tracking API, `w.experiments`); None when there is no such run."""
+
+        def get(w: WorkspaceClient) -> ml.Run | None:
+            try:
+                return w.experiments.get_run(run_id).run
+            except NotFound:
+                return None
+
+        return await self._call("mlflow/runs/get", get)
 
     async def put_secret(self, scope: str, key: str, value: str) -> None:
         def put(w: WorkspaceClient) -> None:

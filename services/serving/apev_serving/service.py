@@ -3,7 +3,9 @@
     register_agent(tenant, body)        principal agent_<id> granted exactly the listed tables, then
                                         job.requested for agent-deploy (run now) and agent-insights (scheduled)
     deploy_version(agent, source)       job.requested run of agent-deploy with a new model source
-    on_run_finished(event, tx)          a successful agent-deploy: roll the agent's endpoint to the new version;
+    on_run_finished(event, tx)          a successful agent-deploy: roll the agent's endpoint to the new version
+                                        if its MLflow run's answer_accuracy holds (else `rejected`, the
+                                        endpoint keeps serving the version it serves);
                                         a successful agent-insights: its new rows as insight.created (insights.py)
     apply_endpoint(tenant, spec)        create or update an endpoint (served entities, sizes, scale to zero,
                                         traffic split), wait for READY / UPDATE_FAILED with progress
@@ -30,7 +32,7 @@ from typing import Any
 import structlog
 from databricks.sdk.errors import NotFound
 from databricks.sdk.errors.base import DatabricksError
-from databricks.sdk.service import serving
+from databricks.sdk.service import catalog, serving
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
@@ -41,7 +43,7 @@ from apev_contracts.envelope import CloudEvent, new_event
 from apev_contracts.events.jobs import JobAction
 from apev_contracts.ids import deterministic_id, latency_sample_id
 from apev_pipeline import AgentJobInput, build_agent_jobs
-from apev_pipeline.agents import insights_table_ddl
+from apev_pipeline.agents import SERVING_ALIAS, insights_table_ddl
 from apev_runtime import outbox
 from apev_runtime.db.engine import Database
 from apev_runtime.errors import PermanentError, TransientError
@@ -85,6 +87,26 @@ class AgentBody:
     schedule: dict[str, Any] | None = None
     workload_size: str | None = None
     scale_to_zero: bool = True
+
+
+@dataclass
+class Gate:
+    """A version's MLflow run as serving judges it; `reason` set: not rolled out."""
+
+    mlflow_run_id: str | None
+    experiment_id: str | None
+    answer_accuracy: float | None
+    latency_p95_ms: float | None
+    reason: str | None
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "mlflow_run_id": self.mlflow_run_id,
+            "experiment_id": self.experiment_id,
+            "answer_accuracy": self.answer_accuracy,
+            "latency_p95_ms": self.latency_p95_ms,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -202,6 +224,7 @@ class ServingService:
                 config=config,
                 schedule=body.schedule,  # type: ignore[arg-type]
                 root=self.settings.task_root,
+                accuracy_threshold=self.settings.min_answer_accuracy,
             )
         )
         await self._upload(jobs.files)
@@ -290,6 +313,7 @@ class ServingService:
             config=dict(agent.config),
             schedule=agent.schedule,
             root=self.settings.task_root,
+            accuracy_threshold=self.settings.min_answer_accuracy,
         )
 
     async def agent(self, agent_id: str) -> Row[Any] | None:
@@ -330,7 +354,20 @@ class ServingService:
             "tables": agent.tables,
             "model_name": agent.model_name,
             "chat_endpoint": agent.chat_endpoint,
-            "versions": [{"version": v.version, "state": v.state, "run_id": v.run_id} for v in versions],
+            "versions": [
+                {
+                    "version": v.version,
+                    "state": v.state,
+                    "run_id": v.run_id,
+                    "mlflow_run_id": v.mlflow_run_id,
+                    "experiment_id": v.experiment_id,
+                    "mlflow_run_url": self.run_url(v.experiment_id, v.mlflow_run_id),
+                    "answer_accuracy": v.answer_accuracy,
+                    "latency_p95_ms": v.latency_p95_ms,
+                    "reason": v.reason,
+                }
+                for v in versions
+            ],
             "endpoint": {
                 "name": agent.endpoint_name,
                 "ready": live.ready if live else (endpoint.ready if endpoint else None),
@@ -367,13 +404,19 @@ class ServingService:
             )
             return
         await tx.commit()  # nothing is held while Databricks answers
-        version = await self._version_of(agent, run.run_id)
-        await self._record_version(tx, agent_id, version, run.run_id, "registered")
+        found = await self._version_of(agent, run.run_id)
+        version = int(found.version or 0)
+        gate = await self._gate(found)
+        await self._record_version(tx, agent_id, version, run.run_id, "registered", gate.values())
+        if gate.reason is not None:
+            await self._reject(tx, agent, version, gate)
+            return
         await tx.commit()
         state = await self.roll(agent, version)
         await self._record_version(tx, agent_id, version, run.run_id, "serving" if state.ready == "READY" else "failed")
         if state.config_update == "UPDATE_FAILED":
             raise PermanentError(f"endpoint {agent.endpoint_name} update to version {version} failed: {state.message}")
+        await self.gw.set_alias(agent.model_name, SERVING_ALIAS, version)  # what the insights job runs
         await tx.execute(
             update(tables.versions)
             .where(tables.versions.c.agent_id == agent_id, tables.versions.c.version != version)
@@ -387,24 +430,87 @@ class ServingService:
         )
         self._agents.pop(agent_id, None)
 
-    async def _version_of(self, agent: Row[Any], run_id: str) -> int:
+    async def _version_of(self, agent: Row[Any], run_id: str) -> catalog.ModelVersionInfo:
         """The version the run registered (its comment names the run), else the newest READY one."""
         found = [v for v in await self.gw.model_versions(agent.model_name) if v.status and v.status.value == "READY"]
         mine = [v for v in found if (v.comment or "") == f"agent-deploy run {run_id}"]
         chosen = mine or found
         if not chosen:
             raise TransientError(f"{agent.model_name} has no READY version yet")
-        return max(int(v.version or 0) for v in chosen)
+        return max(chosen, key=lambda v: int(v.version or 0))
 
-    async def _record_version(self, tx: AsyncConnection, agent_id: str, version: int, run_id: str, state: str) -> None:
+    async def _gate(self, version: catalog.ModelVersionInfo) -> Gate:
+        """The version's MLflow run (its `run_id`) and whether its smoke test reached the accuracy threshold.
+        A version registered without a run (by hand, or by an older deploy job) is not judged."""
+        if not version.run_id:
+            return Gate(None, None, None, None, None)
+        mlflow_run = await self.gw.mlflow_run(version.run_id)
+        if mlflow_run is None or mlflow_run.info is None:
+            return Gate(version.run_id, None, None, None, f"its MLflow run {version.run_id} does not exist")
+        metrics = {m.key: m.value for m in (mlflow_run.data.metrics if mlflow_run.data else None) or []}
+        accuracy, p95 = metrics.get("answer_accuracy"), metrics.get("latency_p95_ms")
+        gate = Gate(version.run_id, mlflow_run.info.experiment_id, accuracy, p95, None)
+        status = mlflow_run.info.status.value if mlflow_run.info.status else None
+        threshold = self.settings.min_answer_accuracy
+        if status != "FINISHED":
+            gate.reason = f"its MLflow run {version.run_id} is {status}, not FINISHED"
+        elif accuracy is not None and accuracy < threshold:
+            gate.reason = f"answer_accuracy {accuracy:.3f} is below the threshold {threshold:.3f}"
+        return gate
+
+    async def _reject(self, tx: AsyncConnection, agent: Row[Any], version: int, gate: Gate) -> None:
+        """Not rolled out: the version is `rejected` with the reason; the endpoint keeps what it serves."""
+        await tx.execute(
+            update(tables.versions)
+            .where(tables.versions.c.agent_id == agent.agent_id, tables.versions.c.version == version)
+            .values(state="rejected", reason=gate.reason, updated_at=_now())
+        )
+        serving_now = (
+            await tx.execute(
+                select(tables.versions.c.version).where(
+                    tables.versions.c.agent_id == agent.agent_id, tables.versions.c.state == "serving"
+                )
+            )
+        ).first()
+        error = f"version {version} not rolled out: {gate.reason} (MLflow run {gate.mlflow_run_id})"
+        await tx.execute(
+            update(tables.agents)
+            .where(tables.agents.c.agent_id == agent.agent_id)
+            .values(state="serving" if serving_now else "deploy_failed", error=error, updated_at=_now())
+        )
+        self._agents.pop(agent.agent_id, None)
+        log.warning(
+            "version_rejected",
+            agent_id=agent.agent_id,
+            version=version,
+            reason=gate.reason,
+            mlflow_run_id=gate.mlflow_run_id,
+            still_serving=serving_now.version if serving_now else None,
+        )
+
+    async def _record_version(
+        self,
+        tx: AsyncConnection,
+        agent_id: str,
+        version: int,
+        run_id: str,
+        state: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         now = _now()
         await self._upsert(
             tx,
             tables.versions,
             {"agent_id": agent_id, "version": version},
-            {"run_id": run_id, "state": state, "created_at": now, "updated_at": now},
+            {"run_id": run_id, "state": state, **(extra or {}), "created_at": now, "updated_at": now},
             keep=("created_at",),
         )
+
+    def run_url(self, experiment_id: str | None, mlflow_run_id: str | None) -> str | None:
+        host = (self.settings.databricks_host or "").rstrip("/")
+        if not (host and experiment_id and mlflow_run_id):
+            return None
+        return f"{host}/#mlflow/experiments/{experiment_id}/runs/{mlflow_run_id}"
 
     def agent_entity(self, agent: Row[Any], version: int, size: str | None = None) -> serving.ServedEntityInput:
         """A served entity of the agent's model: its config, the workspace URL and its principal's token."""

@@ -34,6 +34,10 @@ class Settings(ServiceSettings):
     """Workspace folder of the agents' task files (uploaded by this service when their content changes)."""
     models_schema: str = "agents"
     """Schema in the tenant's catalog holding the agents' registered models."""
+    min_answer_accuracy: float = Field(0.8, ge=0.0, le=1.0)
+    """A new version rolls out only when its deploy run's MLflow metric `answer_accuracy` (the smoke test's share
+    of right answers on the fixed question set) is at least this; otherwise the endpoint keeps the version it
+    serves and the new one is `rejected`."""
     default_workload_size: str = "Small"
     scale_ceiling: str = "Large"
     """`endpoint.scale.requested` raises the workload size one step, never above this."""

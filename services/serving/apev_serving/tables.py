@@ -3,7 +3,7 @@ the endpoints this service manages (state as last seen, scale-up bookkeeping for
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -38,7 +38,12 @@ versions = Table(
     Column("agent_id", String(64), primary_key=True),
     Column("version", Integer, primary_key=True),
     Column("run_id", String(20), nullable=True),  # the agent-deploy run that registered it
-    Column("state", String(16), nullable=False),  # registered, serving, retired, failed
+    Column("state", String(16), nullable=False),  # registered, serving, retired, failed, rejected
+    Column("mlflow_run_id", String(64), nullable=True),  # the MLflow run the version was registered with
+    Column("experiment_id", String(64), nullable=True),  # that run's experiment
+    Column("answer_accuracy", Float, nullable=True),  # the run's smoke-test metrics
+    Column("latency_p95_ms", Float, nullable=True),
+    Column("reason", Text, nullable=True),  # why a version was rejected (not rolled out)
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

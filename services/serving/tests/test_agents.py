@@ -4,6 +4,7 @@ numbers are those of a direct SQL query over gold; the agent principal's grants;
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from databricks.sdk.service import sql as dbsql
 
 from apev_contracts import naming
+from apev_pipeline.agents import demo_agent_path
 
 from .conftest import Stack, sql
 
@@ -26,8 +28,9 @@ async def test_register_deploy_invoke_answers_with_the_gold_numbers(stack: Stack
     w = stack.ws.client()
     cat = naming.catalog_name("tenant-a")
     agent = demo["agent"]
-    assert agent["endpoint"]["ready"] == "READY" and agent["versions"] == [
-        {"version": 1, "state": "serving", "run_id": agent["versions"][0]["run_id"]}
+    assert agent["endpoint"]["ready"] == "READY"
+    assert [(v["version"], v["state"], v["answer_accuracy"], v["reason"]) for v in agent["versions"]] == [
+        (1, "serving", 1.0, None)
     ]
     assert agent["endpoint"]["traffic"] == [{"served_entity_name": "v1", "traffic_percentage": 100}]
     expected = sql(
@@ -142,6 +145,91 @@ async def test_a_new_version_rolls_without_a_failed_invoke(stack: Stack, demo: d
     assert "v1" in entities and entities[-1] == "v2" and len(seen) > 10, entities
     assert {v["version"]: v["state"] for v in body["versions"]} == {1: "retired", 2: "serving"}
     assert body["endpoint"]["traffic"] == [{"served_entity_name": "v2", "traffic_percentage": 100}]
+
+
+def _mlflow_run(stack: Stack, run_id: str) -> Any:
+    """The run as the real `mlflow` client reads it (tracking URI `databricks`, the workspace in the env)."""
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DATABRICKS_HOST", stack.ws.host)
+        env.setenv("DATABRICKS_TOKEN", stack.ws.admin_token)
+        return mlflow.MlflowClient(tracking_uri="databricks").get_run(run_id)
+
+
+async def test_each_version_links_to_its_mlflow_run_with_the_smoke_metrics(stack: Stack, demo: dict[str, Any]) -> None:
+    import httpx
+
+    (v1,) = [v for v in (await stack.agent("demo"))["versions"] if v["version"] == 1]
+    run = await asyncio.to_thread(_mlflow_run, stack, v1["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.info.experiment_id == v1["experiment_id"]
+    assert run.data.metrics["answer_accuracy"] == 1.0 and run.data.metrics["questions"] == 3.0
+    assert 0 < run.data.metrics["latency_mean_ms"] <= run.data.metrics["latency_p95_ms"] == v1["latency_p95_ms"]
+    params = run.data.params
+    assert params["model_version"] == "1" and params["job_run_id"] == v1["run_id"]
+    assert params["model_source"] == demo_agent_path() and params["accuracy_threshold"] == "0.8"
+    assert params["tables"] == "gold.monthly_kpis,gold.payroll_summary"
+    assert run.data.tags["ap_agent_id"] == "demo" and run.data.tags["ap_smoke"] == "passed"
+    w = stack.ws.client()
+    version = w.model_versions.get(demo["registered"]["model_name"], 1)
+    assert version.run_id == v1["mlflow_run_id"]  # registered with its run
+    experiment = w.experiments.get_experiment(v1["experiment_id"]).experiment
+    assert experiment is not None
+    assert experiment.name == f"/Users/{demo['registered']['principal_id']}/agentprovision/demo"
+    url = v1["mlflow_run_url"]
+    assert url == f"{stack.ws.host}/#mlflow/experiments/{v1['experiment_id']}/runs/{v1['mlflow_run_id']}"
+    page = httpx.get(f"{stack.ws.host}/mlflow/experiments/{v1['experiment_id']}/runs/{v1['mlflow_run_id']}")
+    assert page.status_code == 200 and "answer_accuracy" in page.text and demo_agent_path() in page.text
+    job_run = w.jobs.get_run(int(v1["run_id"]))
+    assert job_run.tasks is not None
+    output = w.jobs.get_run_output(int(job_run.tasks[0].run_id or 0)).logs or ""
+    (line,) = [x for x in output.splitlines() if x.startswith("smoke test: ")]
+    summary = json.loads(line.removeprefix("smoke test: "))
+    assert summary["mlflow_run_id"] == v1["mlflow_run_id"] and summary["wrong"] == {}
+    print(
+        f"agent-deploy run: {(job_run.execution_duration or 0) / 1000:.1f} s; mlflow import"
+        f" {summary['mlflow_import_seconds']} s, mlflow setup (import, experiment, run, params)"
+        f" {summary['mlflow_setup_seconds']} s"
+    )
+
+
+WRONG = (
+    "def predict(inputs):\n"
+    "    return {'answer': 'Our best location is eastlake_001, about 100 thousand.', 'citations': []}\n"
+)
+
+
+async def test_a_version_below_the_accuracy_threshold_is_not_rolled_out(stack: Stack, demo: dict[str, Any]) -> None:
+    from apev_workspace.testing import upload
+
+    before = await stack.agent("demo")
+    (serving_now,) = [v["version"] for v in before["versions"] if v["state"] == "serving"]
+    w = stack.ws.client()
+    source = upload(w, "/Shared/serving-tests/demo_agent_wrong.py", WRONG)
+    async with stack.http() as http:
+        r = await http.post("/api/v1/agents/demo/versions", json={"model_source": source})
+        assert r.status_code == 202, r.text
+        for _ in range(1200):
+            body = await stack.agent("demo")
+            if any(v["state"] == "rejected" for v in body["versions"]):
+                break
+            await asyncio.sleep(0.1)
+        (rejected,) = [v for v in body["versions"] if v["state"] == "rejected"]
+        assert rejected["version"] == serving_now + 1 and rejected["answer_accuracy"] == 0.0
+        assert rejected["reason"] == "answer_accuracy 0.000 is below the threshold 0.800"
+        assert body["state"] == "serving" and f"version {rejected['version']} not rolled out" in body["error"]
+        assert [v["version"] for v in body["versions"] if v["state"] == "serving"] == [serving_now]
+        assert [e["entity_version"] for e in body["endpoint"]["served_entities"]] == [str(serving_now)]
+        assert body["endpoint"]["traffic"] == [{"served_entity_name": f"v{serving_now}", "traffic_percentage": 100}]
+        r = await stack.invoke(http, "demo", "What are our top performing locations?")
+        assert r.status_code == 200 and r.json()["served_entity"] == f"v{serving_now}", r.text
+        assert r.json()["output"]["citations"][0]["rows"]
+    alias = w.model_versions.get_by_alias(demo["registered"]["model_name"], "serving")
+    assert alias.version == serving_now  # the insights job keeps running the served version
+    run = await asyncio.to_thread(_mlflow_run, stack, rejected["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.metrics["answer_accuracy"] == 0.0
+    assert run.data.tags["ap_smoke"] == "below_threshold" and run.data.params["model_source"] == source
+    assert set(json.loads(run.data.tags["ap_wrong"])) == {"top_locations", "collection_rate", "payroll_summary"}
 
 
 ECHO = "VERSION = {v!r}\n\n\ndef predict(inputs):\n    return {{'version': VERSION, 'echo': inputs}}\n"

@@ -1,7 +1,9 @@
 """agent_insights: run the agent over gold and append what it finds to `<catalog>.gold.agent_insights`
 (a Databricks Python file task, run as the agent's principal, on the agent's schedule).
 
-The agent is the newest READY version of its registered model (its source file), asked in insights mode. Each
+The agent is the version its endpoint serves: the registered model's alias `serving`, which the serving service
+moves when it rolls a version out (a version whose smoke test failed its threshold never gets it); a model
+without the alias (rolled before the alias existed) uses its newest READY version. It is asked in insights mode. Each
 insight has a stable id (UUIDv5 of agent id and the insight's key, e.g. `collection_rate_fell:<location>:<month>`),
 and a row is inserted only when its id is absent, so a re-run or a repair appends nothing twice.
 """
@@ -34,7 +36,16 @@ def insight_id(agent_id: str, key: str) -> str:
     return str(uuid.uuid5(NAMESPACE, json.dumps(["agent_insight", agent_id, key])))
 
 
+SERVING_ALIAS = "serving"  # apev_pipeline.agents.SERVING_ALIAS (task files import nothing of the project)
+
+
 def newest_source(w: WorkspaceClient, model: str) -> str:
+    from databricks.sdk.errors import NotFound
+
+    try:
+        return str(w.model_versions.get_by_alias(model, SERVING_ALIAS).source)
+    except NotFound:
+        pass
     versions = [v for v in w.model_versions.list(model) if v.status and v.status.value == "READY"]
     if not versions:
         raise RuntimeError(f"{model} has no READY version: deploy the agent first")
