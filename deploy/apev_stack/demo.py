@@ -381,6 +381,9 @@ class Demo:
             agent = dict(got.json())
             endpoint = agent.get("endpoint") or {}
             live = [v for v in agent.get("versions") or [] if v.get("state") == "serving"]
+            rejected = [v for v in agent.get("versions") or [] if v.get("state") == "rejected"]
+            if rejected and not live:
+                raise StepFailed(f"version {rejected[-1]['version']} was not rolled out: {rejected[-1].get('reason')}")
             return agent if endpoint.get("ready") == "READY" and live else None
 
         agent = await self.until("the agent's endpoint READY with a version serving", serving)
@@ -401,8 +404,13 @@ class Demo:
         missing = [f"{loc} with {v}" for loc, v in expected if f"{loc} with {v}" not in out.get("answer", "")]
         if missing:
             raise StepFailed(f"the answer lacks {missing}: {out.get('answer')!r}")
-        runs = [v.get("run_id") for v in agent.get("versions") or []]
-        return Outcome(f"{QUESTION!r} -> {out['answer'][:160]!r} (= gold; deploy run {runs[-1] if runs else '?'})")
+        versions = agent.get("versions") or [{}]
+        run, accuracy = versions[-1].get("run_id", "?"), versions[-1].get("answer_accuracy")
+        links = [versions[-1]["mlflow_run_url"]] if versions[-1].get("mlflow_run_url") else []
+        return Outcome(
+            f"{QUESTION!r} -> {out['answer'][:160]!r} (= gold; deploy run {run}, smoke answer_accuracy {accuracy})",
+            links=links,
+        )
 
     async def insights(self) -> Outcome:
         await self.landed("serving", "POST", "/api/v1/agents", "serving (insights jobs)")
