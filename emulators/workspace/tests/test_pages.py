@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.service import jobs
+from databricks.sdk.service import jobs, ml
 
 from apev_workspace.testing import RunningWorkspace, py_task, upload, wait_run
 
@@ -130,3 +130,20 @@ def test_run_page_in_headless_chromium(w: WorkspaceClient, chromium: str, tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     shutil.copy(shot, out_dir / "run-page.png")
+
+
+def test_mlflow_run_link_in_headless_chromium(
+    w: WorkspaceClient, ws: RunningWorkspace, chromium: str, tmp_path: Path
+) -> None:
+    """Databricks' MLflow run link `<host>/#mlflow/experiments/<id>/runs/<run>` lands on the run page."""
+    experiment_id = w.experiments.create_experiment("/Shared/browser-test").experiment_id
+    run = w.experiments.create_run(experiment_id=experiment_id, run_name="deploy-7").run
+    assert run is not None and run.info is not None and run.info.run_id
+    w.experiments.log_metric(run_id=run.info.run_id, key="answer_accuracy", value=0.625, timestamp=1)
+    w.experiments.log_param(run_id=run.info.run_id, key="model_source", value="/Shared/m.py")
+    w.experiments.update_run(run_id=run.info.run_id, status=ml.UpdateRunStatus.FINISHED, end_time=2)
+    link = f"{ws.host}/?o=1234567890123456#mlflow/experiments/{experiment_id}/runs/{run.info.run_id}"
+    dom = _chromium(chromium, tmp_path / "profile", "--dump-dom", link)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "<h1>deploy-7</h1>" in dom.stdout and "answer_accuracy" in dom.stdout and "0.625" in dom.stdout
+    assert "/Shared/m.py" in dom.stdout and run.info.run_id in dom.stdout
