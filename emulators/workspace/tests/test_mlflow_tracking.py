@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from databricks.sdk.errors import NotFound, PermissionDenied
+from databricks.sdk.errors import InvalidParameterValue, NotFound, PermissionDenied
 from databricks.sdk.service import ml
 
 from apev_workspace.serving.testing import wait_version
@@ -136,6 +136,10 @@ def test_experiments_are_private_to_their_owner_until_shared(ws: RunningWorkspac
         b.experiments.log_param(run_id=run.info.run_id, key="x", value="1")
     with pytest.raises(NotFound):
         b.experiments.get_run("f" * 32)
+    with pytest.raises(InvalidParameterValue, match="Invalid filter clause"):
+        list(a.experiments.search_runs(experiment_ids=[experiment_id], filter="metrics.answer_accuracy ~ 1"))
+    with pytest.raises(InvalidParameterValue, match="compare with numbers"):
+        list(a.experiments.search_runs(experiment_ids=[experiment_id], filter="metrics.answer_accuracy = 'high'"))
 
 
 def test_a_model_version_carries_its_run_id(ws: RunningWorkspace) -> None:
