@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from databricks.sdk.errors import NotFound
+from databricks.sdk.errors import NotFound, PermissionDenied
 from databricks.sdk.errors.base import DatabricksError
 from databricks.sdk.service import catalog, serving
 from sqlalchemy import select, update
@@ -444,7 +444,10 @@ class ServingService:
         A version registered without a run (by hand, or by an older deploy job) is not judged."""
         if not version.run_id:
             return Gate(None, None, None, None, None)
-        mlflow_run = await self.gw.mlflow_run(version.run_id)
+        try:
+            mlflow_run = await self.gw.mlflow_run(version.run_id)
+        except PermissionDenied as exc:  # fail closed: a run serving cannot read is not a passed smoke test
+            return Gate(version.run_id, None, None, None, f"serving cannot read its MLflow run: {exc}"[:1000])
         if mlflow_run is None or mlflow_run.info is None:
             return Gate(version.run_id, None, None, None, f"its MLflow run {version.run_id} does not exist")
         metrics = {m.key: m.value for m in (mlflow_run.data.metrics if mlflow_run.data else None) or []}
