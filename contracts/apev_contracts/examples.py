@@ -168,10 +168,17 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
                 "producer": "https://github.com/agentprovision/apev/tree/main/services/jobs",
                 "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
                 "run": {"runId": "0d4b7a0e-6c33-5f7e-9a57-1b2f3c4d5e6f", "facets": {}},
-                "job": {"namespace": "https://adb-1234.5.azuredatabricks.net", "name": "ap:acme-dental:ingest:ds-adp-1"},
+                "job": {
+                    "namespace": "https://adb-1234.5.azuredatabricks.net",
+                    "name": "ap:acme-dental:ingest:ds-adp-1",
+                },
                 "inputs": [{"namespace": "mcp://mcp.example", "name": "acme/adp/employees"}],
-                "outputs": [{"namespace": "https://adb-1234.5.azuredatabricks.net",
-                             "name": "agentprovision_acme_dental.silver.employees"}],
+                "outputs": [
+                    {
+                        "namespace": "https://adb-1234.5.azuredatabricks.net",
+                        "name": "agentprovision_acme_dental.silver.employees",
+                    }
+                ],
             },
         ),
     }

@@ -14,8 +14,8 @@ from apev_contracts.events.jobs import (
     TaskDependency,
     TaskSpec,
 )
-from apev_contracts.events.lineage import LineageEmitted, LineageEventType
 from apev_contracts.events.lifecycle import DatasourceRemoved, DatasourceUpdated, ErasureRequested, TenantOffboarded
+from apev_contracts.events.lineage import LineageEmitted, LineageEventType
 from apev_contracts.events.runs import (
     RunFinished,
     RunOutcome,

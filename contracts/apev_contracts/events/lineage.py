@@ -19,9 +19,7 @@ LineageEventType = Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTH
 MAX_LINEAGE_BYTES: Final = 262_144
 """A run event with the schema facets of every table an ingestion run touches stays far below this."""
 
-RunUuid = Annotated[
-    str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-]
+RunUuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 LineageName = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
