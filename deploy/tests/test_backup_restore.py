@@ -6,8 +6,10 @@ pg_restore of its schema, the consumer group's offsets)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -93,8 +95,10 @@ async def test_restore_older_than_the_offsets_loses_nothing_and_repeats_nothing(
             await send(range(0, 20))
             await wait_for(lambda: _equal(stored, names(range(20))), what="20 events stored", timeout=60)
             await wait_for(lambda: _offsets_at(kafka_bootstrap, group, 20), what="offsets committed", timeout=30)
+            t0 = time.monotonic()
             manifest = await asyncio.to_thread(backup, tmp_path / "b1", [target], workspace_data=None,
                                                bootstrap=kafka_bootstrap)  # fmt: skip
+            timings = {"backup_seconds": round(time.monotonic() - t0, 2)}
             assert sum(manifest["services"]["monitor"]["offsets"].values()) == 20
             await send(range(20, 35))  # handled after the backup: committed offsets move past it
             await wait_for(lambda: _equal(stored, names(range(35))), what="35 events stored", timeout=60)
@@ -109,13 +113,17 @@ async def test_restore_older_than_the_offsets_loses_nothing_and_repeats_nothing(
         (tmp_path / "b2" / "monitor.pgdump").write_bytes(b"garbage")
         with pytest.raises(BackupError, match="checksum"):
             read_manifest(tmp_path / "b2")
+        t0 = time.monotonic()
         done = await asyncio.to_thread(restore, tmp_path / "b1", [target], workspace_data=None,
                                        bootstrap=kafka_bootstrap)  # fmt: skip
+        timings["restore_seconds"] = round(time.monotonic() - t0, 2)
         assert sum(done["monitor"]["offsets"].values()) == 20
         assert await stored() == names(range(20)) and await inbox_rows() == 20  # the backup's state
         async with _serve(create_app(settings), port):
             await send(range(35, 45))  # the stream continues
             await wait_for(lambda: _equal(stored, names(range(45))), what="45 events stored", timeout=60)
+            timings["restart_to_caught_up_seconds"] = round(time.monotonic() - t0, 2)
+            print(json.dumps({"backup_restore": timings}))
             assert await inbox_rows() == 45
             assert await duplicates() == 0  # 20..34 replayed from the backup's offsets: new to the restored inbox
         # replay everything from the start of the topic: every event is in the inbox, none is handled again
