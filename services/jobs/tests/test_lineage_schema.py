@@ -135,3 +135,26 @@ def test_start_and_agent_insights_reach_the_mcp_writeback() -> None:
         ("databricks://127.0.0.1:8787", "agentprovision_acme_dental.gold.agent_insights"),
         ("mcp://acme-dental", "writeback"),
     }
+
+
+async def test_file_transport_writes_the_events_as_openlineage_json(tmp_path: Path) -> None:
+    from apev_jobs.lineage_transport import LineageTransport
+
+    out = tmp_path / "lineage.ndjson"
+    events = LineageBuilder("https://adb-1.azuredatabricks.net").finished(REF, _finished(), Catalog())
+    await LineageTransport("file", file=str(out)).send(events)
+    lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert [b["run"]["runId"] for b in lines] == [e.run.runId for e in events]
+    for body in lines:
+        validate_event(body)
+
+
+def test_transport_settings_are_checked() -> None:
+    import pytest
+
+    from apev_jobs.lineage_transport import LineageTransport
+
+    with pytest.raises(ValueError, match="JOBS_LINEAGE_URL"):
+        LineageTransport("http")
+    with pytest.raises(ValueError, match="kafka, http, file or none"):
+        LineageTransport("carrier-pigeon")
