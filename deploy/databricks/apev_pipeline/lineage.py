@@ -5,6 +5,7 @@ The pipeline knows its own data flow, so the jobs service asks it (pure data, no
     MCP entity --fetch_from_mcp--> landing folder --load_bronze--> bronze.<e> --bronze_to_silver--> silver.<e>
         --quality_checks (reads bronze, silver) ; silver.<e> --silver_to_gold--> gold.<t> (tables requiring <e>)
     gold.<tables the agent reads> --agent_insights--> gold.agent_insights --(writeback service)--> MCP write-back
+    model source file --agent_deploy--> the Unity Catalog model `<catalog>.<schema>.<name>` (a new version)
 
 Names (OpenLineage naming): MCP entities are `<system>.<entity>` in namespace `mcp://<tenant>`; volumes and tables
 are in the workspace's namespace, a landing folder by its `/Volumes/...` path, a table by `<catalog>.<schema>.<t>`.
@@ -135,8 +136,18 @@ def agent_insights_lineage(tenant_id: str, parameters: dict[str, str]) -> JobLin
     )
 
 
+def agent_deploy_lineage(parameters: dict[str, str]) -> JobLineage:
+    """The deploy job: the model's source file in, the Unity Catalog model (a new version) out."""
+    source, model = parameters.get("model_source", ""), parameters.get("model_name", "")
+    if not source or model.count(".") != 2:
+        return JobLineage()
+    return JobLineage({"agent_deploy": TaskDatasets((Dataset(source),), (Dataset(model),))})
+
+
 def job_lineage(tenant_id: str, kind: str, parameters: dict[str, str]) -> JobLineage:
-    """The datasets of a job of this kind (`ingest`, `agent-insights`); other kinds: none known."""
+    """The datasets of a job of this kind (`ingest`, `agent-insights`, `agent-deploy`); other kinds: none known."""
+    if kind == "agent-deploy":
+        return agent_deploy_lineage(parameters)
     if kind == "ingest":
         return ingest_lineage(tenant_id, parameters)
     if kind == "agent-insights":

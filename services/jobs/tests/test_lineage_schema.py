@@ -158,3 +158,16 @@ def test_transport_settings_are_checked() -> None:
         LineageTransport("http")
     with pytest.raises(ValueError, match="kafka, http, file or none"):
         LineageTransport("carrier-pigeon")
+
+
+def test_agent_deploy_names_its_model() -> None:
+    builder = LineageBuilder("https://adb-1.azuredatabricks.net")
+    ref = RunRef("acme-dental", "ap:acme-dental:agent-deploy:retention", "agent-deploy", "11")
+    params = {
+        "model_source": "/Workspace/apev/agents/demo_agent.py",
+        "model_name": "agentprovision_acme_dental.gold.retention",
+    }
+    (start,) = [cloud_event(ref, e).data.openlineage for e in builder.started(ref, params, T0)]
+    validate_event(start)
+    assert [i["name"] for i in start["inputs"]] == ["/Workspace/apev/agents/demo_agent.py"]
+    assert [o["name"] for o in start["outputs"]] == ["agentprovision_acme_dental.gold.retention"]
