@@ -33,7 +33,7 @@ SUBSCRIBED = {
     "jobs": {"job.requested", "tenant.offboarded"},
     "serving": {"run.finished", "endpoint.scale.requested"},
     "writeback": {"insight.created", "datasource.created", "erasure.requested"},
-    "monitor": {"run.finished", "cost.sampled", "serving.latency.sampled", "tenant.offboarded"},
+    "monitor": {"run.finished", "cost.sampled", "serving.latency.sampled", "tenant.offboarded", "lineage.emitted"},
 }
 
 

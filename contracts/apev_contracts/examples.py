@@ -19,6 +19,7 @@ from apev_contracts.events import (
     ErasureRequested,
     InsightCreated,
     JobRequested,
+    LineageEmitted,
     RunFinished,
     ServingLatencySampled,
     TenantOffboarded,
@@ -155,4 +156,29 @@ def example_payloads() -> dict[type[BaseModel], BaseModel]:
         DatasourceRemoved: DatasourceRemoved(tenant_id=TENANT, datasource_id="ds-adp-1", drop_tables=True),
         TenantOffboarded: TenantOffboarded(tenant_id=TENANT, reason="contract ended"),
         ErasureRequested: ErasureRequested(tenant_id=TENANT, employee_id="E00042", requested_by="dpo@acme.example"),
+        LineageEmitted: LineageEmitted(
+            tenant_id=TENANT,
+            event_type="COMPLETE",
+            run_id="0d4b7a0e-6c33-5f7e-9a57-1b2f3c4d5e6f",
+            job_namespace="https://adb-1234.5.azuredatabricks.net",
+            job_name="ap:acme-dental:ingest:ds-adp-1",
+            openlineage={
+                "eventTime": "2026-11-24T02:05:00+00:00",
+                "eventType": "COMPLETE",
+                "producer": "https://github.com/agentprovision/apev/tree/main/services/jobs",
+                "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+                "run": {"runId": "0d4b7a0e-6c33-5f7e-9a57-1b2f3c4d5e6f", "facets": {}},
+                "job": {
+                    "namespace": "https://adb-1234.5.azuredatabricks.net",
+                    "name": "ap:acme-dental:ingest:ds-adp-1",
+                },
+                "inputs": [{"namespace": "mcp://mcp.example", "name": "acme/adp/employees"}],
+                "outputs": [
+                    {
+                        "namespace": "https://adb-1234.5.azuredatabricks.net",
+                        "name": "agentprovision_acme_dental.silver.employees",
+                    }
+                ],
+            },
+        ),
     }

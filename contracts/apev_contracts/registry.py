@@ -23,6 +23,7 @@ from apev_contracts.events import (
     ErasureRequested,
     InsightCreated,
     JobRequested,
+    LineageEmitted,
     RunFinished,
     ServingLatencySampled,
     TenantOffboarded,
@@ -70,6 +71,7 @@ _SPECS: Final[tuple[EventSpec, ...]] = (
     EventSpec(topics.DATASOURCE_REMOVED, 1, DatasourceRemoved),
     EventSpec(topics.TENANT_OFFBOARDED, 1, TenantOffboarded),
     EventSpec(topics.ERASURE_REQUESTED, 1, ErasureRequested),
+    EventSpec(topics.LINEAGE_EMITTED, 1, LineageEmitted),
 )
 _BY_TYPE: Final = {spec.type: spec for spec in _SPECS}
 _BY_TOPIC: Final = {spec.topic: spec for spec in _SPECS}

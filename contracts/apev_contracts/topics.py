@@ -20,6 +20,7 @@ DATASOURCE_UPDATED: Final = "datasource.updated"
 DATASOURCE_REMOVED: Final = "datasource.removed"
 TENANT_OFFBOARDED: Final = "tenant.offboarded"
 ERASURE_REQUESTED: Final = "erasure.requested"
+LINEAGE_EMITTED: Final = "lineage.emitted"
 
 TOPICS: Final[tuple[str, ...]] = (
     DATASOURCE_CREATED,
@@ -34,6 +35,7 @@ TOPICS: Final[tuple[str, ...]] = (
     DATASOURCE_REMOVED,
     TENANT_OFFBOARDED,
     ERASURE_REQUESTED,
+    LINEAGE_EMITTED,
 )
 
 DLQ_SUFFIX: Final = ".dlq"

@@ -22,6 +22,7 @@ from apev_contracts import (
     ErasureRequested,
     InsightCreated,
     JobRequested,
+    LineageEmitted,
     RunFinished,
     ServingLatencySampled,
     TenantOffboarded,
@@ -302,6 +303,18 @@ def erasure_requested(draw: st.DrawFn) -> ErasureRequested:
     )  # fmt: skip
 
 
+@st.composite
+def lineage_emitted(draw: st.DrawFn) -> LineageEmitted:
+    kind = draw(st.sampled_from(["START", "COMPLETE", "FAIL", "ABORT"]))
+    run_id, ns, name = str(draw(st.uuids())), draw(names), draw(names)
+    dataset = st.builds(dict, namespace=names, name=names)
+    return LineageEmitted(
+        tenant_id=draw(tenant_ids), event_type=kind, run_id=run_id, job_namespace=ns, job_name=name,
+        openlineage={"eventType": kind, "eventTime": "2026-11-24T02:05:00+00:00", "run": {"runId": run_id},
+                     "job": {"namespace": ns, "name": name}, "inputs": draw(st.lists(dataset, max_size=3))},
+    )  # fmt: skip
+
+
 STRATEGIES: dict[type[BaseModel], st.SearchStrategy[Any]] = {
     DatasourceCreated: datasource_created(),
     JobRequested: job_requested(),
@@ -315,6 +328,7 @@ STRATEGIES: dict[type[BaseModel], st.SearchStrategy[Any]] = {
     DatasourceRemoved: datasource_removed(),
     TenantOffboarded: tenant_offboarded(),
     ErasureRequested: erasure_requested(),
+    LineageEmitted: lineage_emitted(),
 }
 traceparents = st.none() | st.tuples(rx(r"[0-9a-f]{32}"), rx(r"[0-9a-f]{16}")).filter(
     lambda t: set(t[0]) != {"0"} and set(t[1]) != {"0"}

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from apev_stack import ops
+from apev_stack import cli_backup, ops
 from apev_stack.jars import ensure_kafka_jars
 from apev_stack.kafka import (
     KafkaBroker,
@@ -52,6 +52,7 @@ token_app = typer.Typer(no_args_is_help=True, help="Development JWTs for the ser
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(token_app, name="token")
+app.add_typer(cli_backup.app, name="backup")
 console = Console(highlight=False)
 
 BootstrapOpt = typer.Option(

@@ -27,7 +27,7 @@ CONSUMERS = {
     "jobs": ({"job.requested"}, "apev-jobs"),
     "serving": ({"run.finished", "endpoint.scale.requested"}, "apev-serving"),
     "writeback": ({"insight.created"}, "apev-writeback"),
-    "monitor": ({"run.finished", "cost.sampled", "serving.latency.sampled"}, "apev-monitor"),
+    "monitor": ({"run.finished", "cost.sampled", "serving.latency.sampled", "lineage.emitted"}, "apev-monitor"),
 }
 # The Kafka scaler's metadata (KEDA docs, "Apache Kafka" scaler); anything else is a typo KEDA ignores.
 KAFKA_SCALER_KEYS = {

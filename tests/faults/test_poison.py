@@ -52,6 +52,11 @@ class _NoCache:
         pass
 
 
+def _register_monitor(broker: Any, service: Any, group: str) -> None:
+    monitor_handlers.register(broker, service, group)
+    monitor_handlers.register_lineage(broker, service, group)  # the lineage store (its own object in the app)
+
+
 def _register_serving(broker: Any, service: Any, group: str) -> None:
     serving_handlers.register(broker, service, group, _NoCache(), "faults")  # type: ignore[arg-type]
 
@@ -70,8 +75,14 @@ SERVICES: dict[str, tuple[Callable[..., None], list[str]]] = {
     ),
     "jobs": (jobs_handlers.register, [topics.JOB_REQUESTED, topics.TENANT_OFFBOARDED]),
     "monitor": (
-        monitor_handlers.register,
-        [topics.RUN_FINISHED, topics.COST_SAMPLED, topics.SERVING_LATENCY_SAMPLED, topics.TENANT_OFFBOARDED],
+        _register_monitor,
+        [
+            topics.RUN_FINISHED,
+            topics.COST_SAMPLED,
+            topics.SERVING_LATENCY_SAMPLED,
+            topics.TENANT_OFFBOARDED,
+            topics.LINEAGE_EMITTED,
+        ],
     ),
     "serving": (_register_serving, [topics.RUN_FINISHED, topics.ENDPOINT_SCALE_REQUESTED]),
     "writeback": (

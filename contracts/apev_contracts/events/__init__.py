@@ -15,6 +15,7 @@ from apev_contracts.events.jobs import (
     TaskSpec,
 )
 from apev_contracts.events.lifecycle import DatasourceRemoved, DatasourceUpdated, ErasureRequested, TenantOffboarded
+from apev_contracts.events.lineage import LineageEmitted, LineageEventType
 from apev_contracts.events.runs import (
     RunFinished,
     RunOutcome,
@@ -47,6 +48,8 @@ __all__ = [
     "JobParameter",
     "JobRequested",
     "JobSpec",
+    "LineageEmitted",
+    "LineageEventType",
     "NotebookTask",
     "OutsideSystem",
     "PythonTask",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 
-from apev_contracts import JobRequested, RunFinished, TenantOffboarded, topics
+from apev_contracts import JobRequested, LineageEmitted, RunFinished, TenantOffboarded, topics
 from apev_contracts.envelope import CloudEvent
 from apev_jobs.service import JobsService
 from apev_runtime.broker import subscriber
@@ -15,9 +15,9 @@ from apev_runtime.delivery.middleware import Tx
 OUTSIDE_CALLS = True
 
 # What this service publishes (through the outbox): requests accepted by its HTTP API (published for itself); every
-# tracked run's end. The send side of its AsyncAPI document (`make asyncapi`); keep it in step with the
-# `new_event`/`follow_up` calls.
-PUBLISHES = (JobRequested, RunFinished)
+# tracked run's end; the OpenLineage events of every tracked run (JOBS_LINEAGE_TRANSPORT=kafka). The send side of
+# its AsyncAPI document (`make asyncapi`); keep it in step with the `new_event`/`follow_up` calls.
+PUBLISHES = (JobRequested, RunFinished, LineageEmitted)
 
 
 def register(broker: KafkaBroker, service: JobsService, group: str) -> None:

@@ -32,8 +32,9 @@ from apev_contracts.envelope import CloudEvent, new_event
 from apev_contracts.errors import ContractError
 from apev_contracts.ids import deterministic_id, run_finished_id
 from apev_contracts.naming import parse_job_name, pipeline_principal
-from apev_jobs import completion, spec, tables
+from apev_jobs import completion, lineage, spec, tables
 from apev_jobs.gateway import Gateway
+from apev_jobs.lineage_transport import LineageTransport
 from apev_jobs.metrics import Metrics
 from apev_jobs.settings import Settings
 from apev_runtime import outbox
@@ -77,6 +78,10 @@ class JobsService:
         self._missing_once: set[str] = set()
         self._reconcile_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self.lineage = lineage.LineageBuilder(gateway.clients.host)
+        self.lineage_transport = LineageTransport(
+            settings.lineage_transport, url=settings.lineage_url, file=settings.lineage_file
+        )
 
     async def _durable(self, tx: AsyncConnection) -> None:
         """Make the steps so far durable before an outside call (only where the kit allows the handler to commit;
@@ -305,7 +310,24 @@ class JobsService:
                 updated_at=created,
             )
         )
+        ref = lineage.RunRef(req.tenant_id, req.job_name, req.kind, run_id, 0, event.correlationid)
+        params = {p.name: p.default for p in req.job.parameters} if req.job is not None else {}
+        params.update(req.action.job_parameters if req.action else {})
+        try:
+            started = self.lineage.started(ref, params, created)
+            await self.lineage_transport.queue(tx, ref, started)
+        except (ValueError, outbox.EventTooLarge):
+            log.warning("lineage_start_not_emitted", run_id=run_id, exc_info=True)  # never fails the request
+            return True
+        self._send_later(started)
         return True
+
+    def _send_later(self, events: list[Any]) -> None:
+        """http/file transports: sent in the background (best effort, see lineage_transport)."""
+        if self.lineage_transport.kind in ("http", "file") and events:
+            task = asyncio.create_task(self.lineage_transport.send(events))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _job_tags(self, tx: AsyncConnection, job_name: str) -> dict[str, str]:
         row = (await tx.execute(select(tables.jobs.c.tags).where(tables.jobs.c.job_name == job_name))).first()
@@ -473,6 +495,9 @@ class JobsService:
             correlation_id=(row.correlation_id if row is not None else None) or event_id,
             subject=f"runs/{run_id}",
         )
+        ref = lineage.RunRef(tracked.tenant_id, tracked.job_name, tracked.kind, run_id, attempt,
+                             row.correlation_id if row is not None else None)  # fmt: skip
+        ol_events = await self._lineage_finished(ref, payload, started_here=row is None or row.request_id is None)
         queued_at = _now()
         async with self.db.transaction() as tx:
             if row is None:
@@ -480,6 +505,7 @@ class JobsService:
             first = await self._claim_finished(tx, run_id, attempt, event_id, payload.outcome, via, payload.end_time)
             if first:
                 await outbox.add(tx, event, traceparent=current_traceparent())
+                await self.lineage_transport.queue(tx, ref, ol_events)
             await tx.execute(
                 update(tables.runs)
                 .where(tables.runs.c.run_id == run_id, tables.runs.c.repairs <= attempt)
@@ -492,11 +518,39 @@ class JobsService:
             )
         if not first:
             return "already_published"
+        self._send_later(ol_events)
         self.metrics.runs_finished.labels(tracked.kind, payload.outcome, via).inc()
         self.metrics.completion_lag.observe(max(0.0, (queued_at - payload.end_time).total_seconds()))
         log.info("run_finished_queued", run_id=run_id, attempt=attempt, outcome=payload.outcome, via=via)
         await self._maybe_auto_repair(run_id, tracked, attempt, payload.outcome)
         return "published"
+
+    async def _lineage_finished(self, ref: lineage.RunRef, payload: Any, *, started_here: bool) -> list[Any]:
+        """The run's OpenLineage events, with Unity Catalog's columns and the outputs' row counts where it has
+        them. Lineage never holds up `run.finished`: a failed lookup only leaves a facet out."""
+        if self.lineage_transport.kind == "none":
+            return []
+        catalog = lineage.Catalog()
+        schemas, outputs = self.lineage.tables_of(ref, payload.job_parameters)
+        try:
+            for cat, schema in sorted(schemas):
+                catalog.columns.update(await self.gw.table_columns(cat, schema))
+            if payload.outcome == "success" and self.settings.lineage_row_counts and outputs:
+                known = [t for t in outputs if t in catalog.columns]
+                warehouse = self._warehouse or await self.gw.first_running_warehouse()
+                if warehouse and known:
+                    catalog.row_counts = await self.gw.row_counts(warehouse, known)
+        except Exception:
+            log.warning("lineage_facets_unavailable", run_id=ref.run_id, exc_info=True)
+        try:
+            events = self.lineage.finished(ref, payload, catalog)
+        except ValueError:
+            log.warning("lineage_end_not_emitted", run_id=ref.run_id, exc_info=True)
+            return []
+        if started_here or ref.attempt > 0:
+            # No START was queued when the run was tracked (a schedule, a person, a repair): one now, first.
+            events.insert(0, self.lineage.started(ref, payload.job_parameters, payload.start_time)[0])
+        return events
 
     async def _tracked(self, row: Row[Any] | None, run: dbx.Run) -> completion.Tracked | None:
         if row is not None:

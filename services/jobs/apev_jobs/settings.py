@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -35,6 +37,16 @@ class Settings(ServiceSettings):
     breaker_failures: int = 5
     """Consecutive failed Databricks calls (after the SDK's own retries) that open the circuit breaker."""
     breaker_cool_down_seconds: float = 30.0
+
+    lineage_transport: Literal["kafka", "http", "file", "none"] = "kafka"
+    """Where OpenLineage run events go: `lineage.emitted` through the outbox (kafka), an OpenLineage backend
+    (http, `lineage_url`), a JSON-lines file (file, `lineage_file`), or nowhere (see apev_jobs/lineage_transport.py)."""
+    lineage_url: str | None = None
+    """The OpenLineage backend's base URL for `http` (events are POSTed to `<url>/api/v1/lineage`)."""
+    lineage_file: str | None = None
+    """The file `file` appends one event per line to."""
+    lineage_row_counts: bool = True
+    """After a successful run, count the rows of its output tables (one statement) for the outputStatistics facet."""
 
     def webhook_url(self) -> str | None:
         return self.public_url.rstrip("/") + "/webhooks/databricks" if self.public_url else None

@@ -9,10 +9,11 @@ from pathlib import Path
 import structlog
 from starlette.applications import Starlette
 
-from apev_monitor import api, handlers
+from apev_monitor import api, handlers, lineage_api
 from apev_monitor.billing import BillingSampler
 from apev_monitor.clock import Clock, SystemClock
 from apev_monitor.dlq import DlqOffsets
+from apev_monitor.lineage import LineageStore
 from apev_monitor.metrics import Metrics
 from apev_monitor.notifiers import EmailSender, Notifier, PagerDutySender, Sender, SlackSender, http_client
 from apev_monitor.rules import load_rules
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         notification_ttl=settings.notification_ttl_seconds,
     )
     handlers.register(runtime.broker, service, settings.consumer_group)
+    lineage = LineageStore(runtime.db)
+    handlers.register_lineage(runtime.broker, lineage, settings.consumer_group)
     leader = leadership_for(runtime.db, "monitor-alerting")
 
     def led(step: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
@@ -94,8 +97,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     runtime.background.append(close)
     runtime.publishes = handlers.PUBLISHES
-    app = build_app(runtime, routes=api.routes(service, runtime.jwt))
+    app = build_app(runtime, routes=api.routes(service, runtime.jwt) + lineage_api.routes(lineage, runtime.jwt))
     app.state.service = service
+    app.state.lineage = lineage
     return app
 
 

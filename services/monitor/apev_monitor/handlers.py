@@ -9,12 +9,14 @@ from faststream.kafka import KafkaBroker
 from apev_contracts import (
     CostSampled,
     EndpointScaleRequested,
+    LineageEmitted,
     RunFinished,
     ServingLatencySampled,
     TenantOffboarded,
     topics,
 )
 from apev_contracts.envelope import CloudEvent
+from apev_monitor.lineage import LineageStore
 from apev_monitor.service import MonitorService
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
@@ -42,3 +44,9 @@ def register(broker: KafkaBroker, service: MonitorService, group: str) -> None:
     @subscriber(broker, topics.TENANT_OFFBOARDED, group_id=group, outside_calls=True)
     async def on_tenant_offboarded(event: CloudEvent[TenantOffboarded], tx: Tx) -> None:
         await service.on_tenant_offboarded(event, tx)  # cost.sampled through the outbox on `tx`
+
+
+def register_lineage(broker: KafkaBroker, store: LineageStore, group: str) -> None:
+    @subscriber(broker, topics.LINEAGE_EMITTED, group_id=group)
+    async def on_lineage_emitted(event: CloudEvent[LineageEmitted], tx: Tx) -> None:
+        await store.on_lineage_emitted(event, tx)  # once per (OpenLineage run id, eventType)
