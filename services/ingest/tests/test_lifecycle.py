@@ -8,15 +8,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 from typing import Any
 
 import httpx
 import pytest
 from databricks.sdk.errors import NotFound
 from databricks.sdk.service import sql
+from databricks.sdk.service.catalog import VolumeType
+from sqlalchemy import select
 
 from apev_contracts import DatasourceRemoved, DatasourceUpdated, ErasureRequested, TenantOffboarded, naming
 from apev_contracts.envelope import CloudEvent, new_event
+from apev_ingest import tables
 
 from .conftest import Stack
 
@@ -114,6 +118,9 @@ async def test_removing_a_data_source_leaves_no_job_no_integration_no_landing_fi
     tables = {t.full_name for layer in ("bronze", "silver") for t in w.tables.list(catalog_name=cat, schema_name=layer)}
     assert f"{cat}.bronze.payroll_runs" not in tables and f"{cat}.silver.payroll_runs" not in tables
     assert await stack.datasource(U, "adp-1") is None and await stack.datasource(U, "adp-2") is not None
+    tenant_files = f"{stack.settings.pipeline_root}/tenants/{U}"
+    assert _objects(stack, f"{tenant_files}/adp-1") == []  # its rendered task files
+    assert _objects(stack, f"{tenant_files}/adp-2") != []
 
     stack.ws.reset_counters()
     again = _event(DatasourceRemoved(tenant_id=U, datasource_id="adp-1", drop_tables=True))  # a second request
@@ -123,49 +130,125 @@ async def test_removing_a_data_source_leaves_no_job_no_integration_no_landing_fi
     assert stack.writes() == {} and len(stack.requests_for(U, "adp-1")) == before + 1
 
 
-async def test_offboarding_removes_every_trace_of_the_tenant_and_nothing_of_another(
+ARCHIVE = "/Volumes/archive_ops/exports/offboarded"
+
+
+def _objects(stack: Stack, folder: str) -> list[str]:
+    try:
+        return sorted(str(o.path) for o in stack.w.workspace.list(folder, recursive=True))
+    except NotFound:
+        return []
+
+
+def _client_secret(stack: Stack, tenant: str) -> tuple[str, str]:
+    got = [stack.w.secrets.get_secret(scope=naming.secret_scope(tenant), key=k).value or ""
+           for k in ("databricks_client_id", "databricks_client_secret")]  # fmt: skip
+    return base64.b64decode(got[0]).decode(), base64.b64decode(got[1]).decode()
+
+
+def _m2m(stack: Stack, client: tuple[str, str]) -> httpx.Response:
+    """The token endpoint's answer for this OAuth client (id, secret): a token, or 401 invalid_client."""
+    data = {"grant_type": "client_credentials", "scope": "all-apis"}
+    return httpx.post(f"{stack.ws.host}/oidc/v1/token", data=data, auth=client, timeout=10)
+
+
+def _mcp(stack: Stack, code: str, path: str) -> Any:
+    admin = {"Authorization": f"Bearer {stack.mcp.admin_key}", "X-Tenant-ID": code}
+    return httpx.get(f"{stack.mcp.base_url}{path}", headers=admin, timeout=10).json()
+
+
+def _traces(stack: Stack, tenant: str, code: str, app_ids: set[str]) -> dict[str, list[str]]:
+    """Everything in the workspace and the simulator that belongs to `tenant`, by kind (the jobs and their
+    scheduled runs are the jobs service's: services/jobs/tests/test_lifecycle.py)."""
+    w = stack.w
+    groups = set(naming.role_groups(tenant).values())
+    sps = {naming.pipeline_principal(tenant), naming.reader_principal(tenant)}
+    wid = str(next(iter(w.warehouses.list())).id)
+    acl = w.warehouses.get_permissions(wid).access_control_list or []
+    return {
+        "catalog": [str(c.name) for c in w.catalogs.list() if c.name == naming.catalog_name(tenant)],
+        "secret_scope": [str(x.name) for x in w.secrets.list_scopes() if x.name == naming.secret_scope(tenant)],
+        "groups": [str(g.display_name) for g in w.groups.list() if g.display_name in groups],
+        "service_principals": [str(x.display_name) for x in w.service_principals.list() if x.display_name in sps],
+        "warehouse_grants": [
+            str(a.group_name or a.service_principal_name)
+            for a in acl
+            if a.group_name in groups or a.service_principal_name in app_ids
+        ],
+        "task_files": _objects(stack, f"{stack.settings.pipeline_root}/tenants/{tenant}"),
+        "mcp_integrations": [
+            str(i["extra_data"]["integration_id"]) for i in _mcp(stack, code, "/api/v1/integrations/status")
+        ],
+        "mcp_keys": [k["key_id"] for k in _mcp(stack, code, f"/api/v1/tenants/{code}/api-keys")],
+        "mcp_webhooks": [str(h.get("id")) for h in _mcp(stack, code, "/api/v1/webhooks")],
+    }
+
+
+async def test_offboarding_exports_gold_then_removes_every_trace_of_the_tenant_and_nothing_of_another(
     stack: Stack, tenants: dict[str, Any]
 ) -> None:
     w = stack.w
+    code_u, code_v = tenants["codes"][U], tenants["codes"][V]
     key_u, key_v = tenants["keys"][U], tenants["keys"][V]
-    admin = {"Authorization": f"Bearer {stack.mcp.admin_key}", "X-Tenant-ID": tenants["codes"][U]}
-    assert _status(stack, key_u).status_code == 200
-    assert httpx.get(f"{stack.mcp.base_url}/api/v1/webhooks", headers=admin, timeout=10).json() != []
-    assert w.catalogs.get(naming.catalog_name(U)).name == naming.catalog_name(U)
+    cat = naming.catalog_name(U)
+    _sql(stack, f"CREATE TABLE {cat}.gold.monthly_kpis (practice_location STRING, revenue DECIMAL(12,2))")
+    _sql(stack, f"INSERT INTO {cat}.gold.monthly_kpis VALUES ('eastlake_001', 1200.50), ('westside_002', 99.00)")
+    w.catalogs.create(name="archive_ops")  # the operator's archive, outside every tenant catalog
+    w.schemas.create(name="exports", catalog_name="archive_ops")
+    w.volumes.create(catalog_name="archive_ops", schema_name="exports", name="offboarded",
+                     volume_type=VolumeType.MANAGED)  # fmt: skip
+    client_u, client_v = _client_secret(stack, U), _client_secret(stack, V)
+    assert _m2m(stack, client_u).status_code == 200
+    app_ids = {str(x.application_id) for x in w.service_principals.list() if x.display_name in
+               (naming.pipeline_principal(U), naming.reader_principal(U))}  # fmt: skip
+    before = _traces(stack, U, code_u, app_ids)
+    assert all(before.values()), before  # every kind is there to be removed
     async with stack.http(U, ("engineer",)) as http:
         assert (await http.post(f"/api/v1/tenants/{U}/offboarding")).status_code == 403
     async with stack.http(V, ("admin",)) as http:  # another tenant's admin
         assert (await http.post(f"/api/v1/tenants/{U}/offboarding")).status_code == 403
     async with stack.http(U, ("admin",)) as http:
-        asked = await http.post(f"/api/v1/tenants/{U}/offboarding")
+        for bad in (f"/Volumes/{cat}/bronze/landing", "/Volumes/archive_ops/exports/nope", "/tmp/x"):
+            refused = await http.post(f"/api/v1/tenants/{U}/offboarding", json={"export_volume": bad})
+            assert refused.status_code == 422, (bad, refused.text)
+        asked = await http.post(f"/api/v1/tenants/{U}/offboarding", json={"export_volume": ARCHIVE})
         assert asked.status_code == 202, asked.text
         await stack.handled(asked.json()["request_id"])
         progress = (await http.get(asked.json()["progress"])).json()
     assert progress["state"] == "done"
     assert [s["step"] for s in progress["steps"]] == [
-        "mcp_deregistered", "mcp_webhook_removed", "mcp_keys_revoked", "catalog_dropped", "secret_scope_deleted",
-        "principals_removed", "offboarded",
+        "exported", "mcp_deregistered", "mcp_webhook_removed", "mcp_keys_revoked", "catalog_dropped",
+        "secret_scope_deleted", "warehouse_grants_revoked", "principals_removed", "task_files_deleted", "offboarded",
     ]  # fmt: skip
+    # the export, read back from the archive volume after the catalog is gone
+    exported = f"{ARCHIVE}/{cat}"
+    assert progress["steps"][0]["detail"] == {"destination": exported, "tables": {f"{cat}.gold.monthly_kpis": 2}}
+    body = w.files.download(f"{exported}/gold/monthly_kpis.json").contents.read()  # type: ignore[union-attr]
+    assert [json.loads(line) for line in body.decode().splitlines()] == [
+        {"practice_location": "eastlake_001", "revenue": "1200.50"},
+        {"practice_location": "westside_002", "revenue": "99.00"},
+    ]
+    manifest = json.loads(w.files.download(f"{exported}/manifest.json").contents.read())  # type: ignore[union-attr]
+    assert manifest["tables"][f"{cat}.gold.monthly_kpis"]["rows"] == 2
     with pytest.raises(NotFound):
-        w.catalogs.get(naming.catalog_name(U))
-    assert naming.secret_scope(U) not in {s.name for s in w.secrets.list_scopes()}
-    for group in naming.role_groups(U).values():
-        assert list(w.groups.list(filter=f'displayName eq "{group}"')) == []
-    for sp in (naming.pipeline_principal(U), naming.reader_principal(U)):
-        assert list(w.service_principals.list(filter=f'displayName eq "{sp}"')) == []
+        w.catalogs.get(cat)
+    after = _traces(stack, U, code_u, app_ids)
+    assert after == {kind: [] for kind in before}, after
     refused = _status(stack, key_u)
     assert refused.status_code == 403 and refused.json()["detail"] == "Invalid or expired API key"
-    assert httpx.get(f"{stack.mcp.base_url}/api/v1/integrations/status", headers=admin, timeout=10).json() == []
-    listed = httpx.get(f"{stack.mcp.base_url}/api/v1/tenants/{tenants['codes'][U]}/api-keys", headers=admin, timeout=10)
-    assert listed.json() == []
-    hooks = httpx.get(f"{stack.mcp.base_url}/api/v1/webhooks", headers=admin, timeout=10).json()
-    assert hooks == []
+    assert _m2m(stack, client_u).status_code == 401  # the principal's OAuth secret signs in no more
     assert await stack.datasource(U, "adp-2") is None
-    # V is untouched: catalog, scope, principals, its key and its integration
+    async with stack.service.db.engine.connect() as conn:
+        steps = list(await conn.execute(select(tables.steps.c.scope).where(
+            (tables.steps.c.scope == f"tenant:{U}") | tables.steps.c.scope.like(f"ds:{U}:%"))))  # fmt: skip
+        files = list(await conn.execute(select(tables.files.c.path).where(tables.files.c.path.like(f"%/{U}/%"))))
+    assert steps == [] and files == []
+    # V is untouched: every trace of it, its key, its OAuth secret, its integration
+    assert all(_traces(stack, V, code_v, set()).values())
     assert w.catalogs.get(naming.catalog_name(V)).name == naming.catalog_name(V)
-    assert _pipeline_key(stack, V) == key_v
+    assert _pipeline_key(stack, V) == key_v and _client_secret(stack, V) == client_v
+    assert _m2m(stack, client_v).status_code == 200
     assert [i["integration_type"] for i in _status(stack, key_v).json()] == ["adp"]
-    assert list(w.service_principals.list(filter=f'displayName eq "{naming.pipeline_principal(V)}"'))
     assert await stack.datasource(V, "adp-1") is not None
 
     stack.ws.reset_counters()
@@ -254,6 +337,45 @@ def _walk(stack: Stack, folder: str) -> list[str]:
     return out
 
 
+PROBE = """
+import os, sys, time
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.config import Config
+
+w = WorkspaceClient()
+secrets = (globals().get("dbutils") or w.dbutils).secrets
+scope, seconds = sys.argv[1], float(sys.argv[2])
+client_id, client_secret = secrets.get(scope, "databricks_client_id"), secrets.get(scope, "databricks_client_secret")
+deadline, signed_in = time.monotonic() + seconds, 0
+while True:  # a fresh sign-in with the secret read at the start, every 0.2 s, as long as the run lasts
+    c = WorkspaceClient(config=Config(host=os.environ["DATABRICKS_HOST"], client_id=client_id,
+                                      client_secret=client_secret, auth_type="oauth-m2m"))
+    me = c.current_user.me()
+    signed_in += 1
+    print(f"signed in as {me.display_name} ({signed_in})", flush=True)
+    if time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
+"""
+
+
+def _probe_job(stack: Stack, tenant: str, app_id: str, seconds: float) -> int:
+    """A job of the tenant's pipeline principal whose task signs in with the principal's OAuth secret (read
+    from the tenant's scope when it starts) again and again for `seconds`."""
+    from databricks.sdk.service import jobs
+    from databricks.sdk.service.workspace import ImportFormat
+
+    w = stack.w
+    path = f"/Shared/tests/{tenant}/m2m_probe.py"
+    w.workspace.mkdirs(path.rsplit("/", 1)[0])
+    w.workspace.import_(path=path, content=base64.b64encode(PROBE.encode()).decode(), format=ImportFormat.AUTO,
+                        overwrite=True)  # fmt: skip
+    task = jobs.Task(task_key="probe", spark_python_task=jobs.SparkPythonTask(
+        python_file=path, parameters=[naming.secret_scope(tenant), str(seconds)]))  # fmt: skip
+    made = w.jobs.create(name=f"m2m-probe-{tenant}", tasks=[task], run_as=jobs.JobRunAs(service_principal_name=app_id))
+    return int(made.job_id or 0)
+
+
 async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_key_is_refused_after(
     stack: Stack,
 ) -> None:
@@ -269,13 +391,15 @@ async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_k
     await stack.send(stack.created(tenant, "adp-1", "adp", ["employees"], code))
     (request,) = await stack.wait_requests(tenant, "adp-1", 1)
     w = stack.w
-    old_key = _pipeline_key(stack, tenant)
+    old_key, old_client = _pipeline_key(stack, tenant), _client_secret(stack, tenant)
     sp = next(iter(w.service_principals.list(filter=f'displayName eq "{naming.pipeline_principal(tenant)}"')))
     job_id = create_job(w, request.data, str(sp.application_id))
+    probe_id = _probe_job(stack, tenant, str(sp.application_id), seconds=4.0)
     stack.mcp.add_fault("latency", "/api/v1/integrations/*/data", latency_ms=1500, count=2)  # a run that lasts
     try:
-        run_id = w.jobs.run_now(job_id=job_id).run_id
-        assert run_id is not None
+        signed_in = stack.ws.counters("/oidc/v1/token").get("POST /oidc/v1/token", 0)
+        run_id, probe_run = w.jobs.run_now(job_id=job_id).run_id, w.jobs.run_now(job_id=probe_id).run_id
+        assert run_id is not None and probe_run is not None
         wait_run(
             w,
             run_id,
@@ -284,37 +408,63 @@ async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_k
                 for t in r.tasks or []
             ),
         )
+        deadline = asyncio.get_running_loop().time() + 60
+        while stack.ws.counters("/oidc/v1/token").get("POST /oidc/v1/token", 0) <= signed_in:  # the probe has
+            assert asyncio.get_running_loop().time() < deadline, "the probe never signed in"  # read its secret
+            await asyncio.sleep(0.05)
         async with stack.http(tenant, ("admin",)) as http:
-            rotated = await http.post("/api/v1/credentials/rotations")
+            rotated = await http.post("/api/v1/credentials/rotations")  # the MCP key (the default kind)
             assert rotated.status_code == 202, rotated.text
-            rotation = rotated.json()
+            sp_rotated = await http.post("/api/v1/credentials/rotations", json={"kind": "sp_secret"})
+            assert sp_rotated.status_code == 202, sp_rotated.text
+            assert (await http.post("/api/v1/credentials/rotations", json={"kind": "pat"})).status_code == 422
+            rotation, sp_rotation = rotated.json(), sp_rotated.json()
             rotated_at = datetime.now(UTC)
             listed = (await http.get("/api/v1/credentials")).json()["credentials"]
         done = wait_run(w, run_id, timeout=180)
+        probed = wait_run(w, probe_run, timeout=180)
     finally:
         stack.mcp.clear_faults()
     assert rotation["state"] == "stored" and rotation["progress"].endswith(rotation["request_id"])
-    new_key = _pipeline_key(stack, tenant)
+    assert (sp_rotation["kind"], sp_rotation["state"]) == ("sp_secret", "stored")
+    new_key, new_client = _pipeline_key(stack, tenant), _client_secret(stack, tenant)
     assert new_key != old_key and new_key.startswith(f"{code}_sk_")
-    assert [c["state"] for c in listed] == ["retiring", "active"]  # oldest first
-    assert listed[1]["key_id"] == rotation["new_key_id"] and listed[0]["revoke_after"] is not None
+    assert new_client[0] == old_client[0] == sp.application_id and new_client[1] != old_client[1]
+    mcp_keys = [c for c in listed if c["kind"] == "mcp_api_key"]
+    sp_secrets = [c for c in listed if c["kind"] == "sp_secret"]
+    assert [c["state"] for c in mcp_keys] == ["retiring", "active"]  # oldest first
+    assert mcp_keys[1]["key_id"] == rotation["new_key_id"] and mcp_keys[0]["revoke_after"] is not None
+    assert [c["state"] for c in sp_secrets] == ["retiring", "active"]
+    assert sp_secrets[1]["key_id"] == sp_rotation["new_key_id"]
     assert all(c["age_days"] >= 0 and c["rotation_due"] is False for c in listed)
-    assert done.state is not None and done.state.result_state == jobs.RunResultState.SUCCESS, done.state
-    assert datetime.fromtimestamp((done.end_time or 0) / 1000, UTC) > rotated_at  # it ran across the rotation
+    for finished in (done, probed):
+        assert finished.state is not None and finished.state.result_state == jobs.RunResultState.SUCCESS, finished.state
+        assert datetime.fromtimestamp((finished.end_time or 0) / 1000, UTC) > rotated_at  # ran across it
+    output = w.jobs.get_run_output(int((probed.tasks or [])[0].run_id or 0)).logs or ""
+    assert output.count("signed in as") >= 5, output  # with the old secret, before and after the rotation
     assert _status(stack, old_key).status_code == 200  # still in its grace period
+    assert _m2m(stack, old_client).status_code == 200
 
     later = datetime.now(UTC) + timedelta(seconds=stack.settings.credential_grace_seconds + 1)
     assert await stack.service.rotation.advance(rotation["request_id"], later) == "done"
+    assert await stack.service.rotation.advance(sp_rotation["request_id"], later) == "done"
     refused = _status(stack, old_key)
     assert refused.status_code == 403 and refused.json()["detail"] == "Invalid or expired API key"
     assert _status(stack, new_key).status_code == 200
+    assert _m2m(stack, old_client).status_code == 401 and _m2m(stack, old_client).json()["error"] == "invalid_client"
+    assert _m2m(stack, new_client).status_code == 200
     async with stack.http(tenant, ("admin",)) as http:
         progress = (await http.get(rotation["progress"])).json()
+        sp_progress = (await http.get(sp_rotation["progress"])).json()
         listed = (await http.get("/api/v1/credentials")).json()["credentials"]
     async with stack.http(tenant, ("analyst",)) as http:
         assert (await http.get("/api/v1/credentials")).status_code == 403
     assert progress["state"] == "done" and progress["old_key_ids"]
-    assert [c["key_id"] for c in listed] == [rotation["new_key_id"]]
-    # by age: a key older than the configured maximum (90 days by default) is listed as due
+    assert sp_progress["state"] == "done" and sp_progress["old_key_ids"]
+    assert sorted(c["key_id"] for c in listed) == sorted([rotation["new_key_id"], sp_rotation["new_key_id"]])
+    # by age: a credential older than the configured maximum (90 days by default) is listed as due
     due = await stack.service.rotation.credentials(tenant, later + timedelta(days=91))
-    assert [c["rotation_due"] for c in due] == [True]
+    assert sorted((c["kind"], c["rotation_due"]) for c in due) == [("mcp_api_key", True), ("sp_secret", True)]
+    # and the credentials loop rotates both at that age
+    assert (await stack.service.rotation.check(later + timedelta(days=91)))["started"] == 2
+    assert _pipeline_key(stack, tenant) != new_key and _client_secret(stack, tenant)[1] != new_client[1]
