@@ -400,7 +400,8 @@ async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_k
         signed_in = stack.ws.counters("/oidc/v1/token").get("POST /oidc/v1/token", 0)
         run_id, probe_run = w.jobs.run_now(job_id=job_id).run_id, w.jobs.run_now(job_id=probe_id).run_id
         assert run_id is not None and probe_run is not None
-        wait_run(
+        await asyncio.to_thread(  # the service runs on this loop: wait in a thread
+            wait_run,
             w,
             run_id,
             until=lambda r: any(  # the fetch task has started: it has read its key
@@ -421,8 +422,8 @@ async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_k
             rotation, sp_rotation = rotated.json(), sp_rotated.json()
             rotated_at = datetime.now(UTC)
             listed = (await http.get("/api/v1/credentials")).json()["credentials"]
-        done = wait_run(w, run_id, timeout=180)
-        probed = wait_run(w, probe_run, timeout=180)
+        done = await asyncio.to_thread(wait_run, w, run_id, timeout=180)
+        probed = await asyncio.to_thread(wait_run, w, probe_run, timeout=180)
     finally:
         stack.mcp.clear_faults()
     assert rotation["state"] == "stored" and rotation["progress"].endswith(rotation["request_id"])
@@ -465,6 +466,59 @@ async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_k
     # by age: a credential older than the configured maximum (90 days by default) is listed as due
     due = await stack.service.rotation.credentials(tenant, later + timedelta(days=91))
     assert sorted((c["kind"], c["rotation_due"]) for c in due) == [("mcp_api_key", True), ("sp_secret", True)]
-    # and the credentials loop rotates both at that age
-    assert (await stack.service.rotation.check(later + timedelta(days=91)))["started"] == 2
+    # and the credentials loop rotates both at that age (and every other tenant's, as old by then)
+    assert (await stack.service.rotation.check(later + timedelta(days=91)))["started"] >= 2
     assert _pipeline_key(stack, tenant) != new_key and _client_secret(stack, tenant)[1] != new_client[1]
+
+
+async def test_the_operator_cli_asks_for_rotation_erasure_and_offboarding_and_reads_their_progress(
+    stack: Stack, tenants: dict[str, Any], tmp_path: Any
+) -> None:
+    """`apev credentials|erasure|tenant ...` against the running ingest service (INGEST_URL, APEV_JWT_SECRET),
+    in a worker thread: the service answers on this test's event loop."""
+    from typer.testing import CliRunner
+
+    from apev_stack.cli import app
+
+    from .conftest import JWT_SECRET
+
+    env = {"INGEST_URL": stack.base_url, "APEV_JWT_SECRET": JWT_SECRET, "APEV_STATE_DIR": str(tmp_path)}
+
+    async def apev(*args: str, code: int = 0, **kw: Any) -> Any:
+        done = await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env, **kw)
+        assert done.exit_code == code, (args, done.output)
+        wants_json = code == 0 and ("--json" in args or args[-1] == "--wait")
+        return json.loads(done.output) if wants_json else done.output
+
+    for command in ("tenant offboard", "tenant status", "erasure request", "erasure status", "credentials list",
+                    "credentials rotate", "credentials status"):  # fmt: skip
+        assert "Usage:" in await apev(*command.split(), "--help")
+    tenant = "life-w"
+    listed = await apev("credentials", "list", "-t", tenant, "--json")
+    assert sorted(c["kind"] for c in listed) == ["mcp_api_key", "mcp_api_key", "sp_secret", "sp_secret"]
+    assert f"credentials of {tenant}: 4" in await apev("credentials", "list", "-t", tenant)  # the table
+    rotated = json.loads(await apev("credentials", "rotate", "-t", tenant, "--kind", "sp_secret"))
+    assert [(r["kind"], r["state"]) for r in rotated] == [("sp_secret", "stored")]
+    status = json.loads(await apev("credentials", "status", rotated[0]["request_id"], "-t", tenant))
+    assert status["state"] == "stored" and status["new_key_id"] == rotated[0]["new_key_id"]
+    assert "404" in await apev("credentials", "status", rotated[0]["request_id"], "-t", V, code=1)  # not V's
+
+    record = await apev("erasure", "request", V, "E00002", "--wait")
+    cat = naming.catalog_name(V)
+    assert record["state"] == "verified" and record["counts"][f"{cat}.silver.employees"] == 1
+    assert json.loads(await apev("erasure", "status", record["request_id"], "-t", V))["state"] == "verified"
+    assert _count(stack, f"SELECT count(*) FROM {cat}.silver.employees WHERE employee_id = 'E00002'") == 0
+
+    assert "not confirmed" in await apev("tenant", "offboard", tenant, code=1, input="n\n")
+    assert "422" in await apev("tenant", "offboard", tenant, "--yes", "--export-volume", "/Volumes/nope/a/b", code=1)
+    done = await apev("tenant", "offboard", tenant, "--yes", "--wait")
+    assert done["state"] == "done" and done["steps"][-1]["step"] == "offboarded"
+    again = json.loads(await apev("tenant", "status", tenant, done["request_id"]))
+    assert again["state"] == "done" and again["request_id"] == done["request_id"]
+    with pytest.raises(NotFound):
+        stack.w.catalogs.get(naming.catalog_name(tenant))
+
+    no_stack = await asyncio.to_thread(
+        CliRunner().invoke, app, ["credentials", "list", "-t", tenant], env={**env, "INGEST_URL": ""}
+    )
+    assert no_stack.exit_code == 2 and "INGEST_URL" in no_stack.output
