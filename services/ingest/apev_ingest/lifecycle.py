@@ -1,7 +1,8 @@
 """The tenant lifecycle as ingest owns it: a data source updated (its job reset, nothing else) or removed (job
-deleted through the jobs service, MCP integration deregistered, landing files deleted, tables dropped on
-request), and a tenant offboarded (MCP integrations, webhook and keys gone, catalog dropped with `force`,
-principals and secret scope removed; its jobs are the jobs service's, which consumes the same event).
+deleted through the jobs service, MCP integration deregistered, landing and task files deleted, tables
+dropped on request), and a tenant offboarded (gold exported first to another catalog's volume when asked, MCP
+integrations, webhook and keys gone, catalog dropped with `force`, secret scope, warehouse grants, principals
+and task files removed; its jobs are the jobs service's, which consumes the same event).
 
 Each removal is a list of steps recorded in `ingest_steps` under a scope named by the event
 (`rm:<t>:<ds>:<event id>`, `off:<t>:<event id>`), committed before the next outside call, and each outside
