@@ -208,6 +208,17 @@ async def test_offboarding_exports_gold_then_removes_every_trace_of_the_tenant_a
         assert (await http.post(f"/api/v1/tenants/{U}/offboarding")).status_code == 403
     async with stack.http(V, ("admin",)) as http:  # another tenant's admin
         assert (await http.post(f"/api/v1/tenants/{U}/offboarding")).status_code == 403
+    # V's pipeline principal at work (sign-ins with its OAuth secret, statements on the shared warehouse)
+    # across U's offboarding, which rewrites the warehouse's ACL
+    from databricks.sdk.service import jobs
+
+    from apev_workspace.testing import wait_run
+
+    (sp_v,) = list(w.service_principals.list(filter=f'displayName eq "{naming.pipeline_principal(V)}"'))
+    wid = str(next(iter(w.warehouses.list())).id)
+    v_run = w.jobs.run_now(job_id=_probe_job(stack, V, str(sp_v.application_id), 5.0, wid)).run_id
+    assert v_run is not None
+    await _signed_in(stack, stack.ws.counters("/oidc/v1/token").get("POST /oidc/v1/token", 0))
     async with stack.http(U, ("admin",)) as http:
         for bad in (f"/Volumes/{cat}/bronze/landing", "/Volumes/archive_ops/exports/nope", "/tmp/x"):
             refused = await http.post(f"/api/v1/tenants/{U}/offboarding", json={"export_volume": bad})
@@ -251,6 +262,10 @@ async def test_offboarding_exports_gold_then_removes_every_trace_of_the_tenant_a
     assert _m2m(stack, client_v).status_code == 200
     assert [i["integration_type"] for i in _status(stack, key_v).json()] == ["adp"]
     assert await stack.datasource(V, "adp-1") is not None
+    v_done = await asyncio.to_thread(wait_run, w, v_run, timeout=120)
+    assert v_done.state is not None and v_done.state.result_state == jobs.RunResultState.SUCCESS, v_done.state
+    v_log = w.jobs.get_run_output(int((v_done.tasks or [])[0].run_id or 0)).logs or ""
+    assert v_log.count("signed in as") >= 3, v_log
 
     stack.ws.reset_counters()
     again = _event(TenantOffboarded(tenant_id=U, reason="asked twice"))
@@ -370,13 +385,16 @@ from databricks.sdk.config import Config
 
 w = WorkspaceClient()
 secrets = (globals().get("dbutils") or w.dbutils).secrets
-scope, seconds = sys.argv[1], float(sys.argv[2])
+scope, seconds, warehouse = sys.argv[1], float(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else ""
 client_id, client_secret = secrets.get(scope, "databricks_client_id"), secrets.get(scope, "databricks_client_secret")
 deadline, signed_in = time.monotonic() + seconds, 0
 while True:  # a fresh sign-in with the secret read at the start, every 0.2 s, as long as the run lasts
     c = WorkspaceClient(config=Config(host=os.environ["DATABRICKS_HOST"], client_id=client_id,
                                       client_secret=client_secret, auth_type="oauth-m2m"))
     me = c.current_user.me()
+    if warehouse:  # and a statement on the warehouse (CAN_USE), as the tenant's SQL tasks do
+        done = c.statement_execution.execute_statement(statement="SELECT 1", warehouse_id=warehouse, wait_timeout="30s")
+        assert done.status.state.value == "SUCCEEDED", done.status
     signed_in += 1
     print(f"signed in as {me.display_name} ({signed_in})", flush=True)
     if time.monotonic() > deadline:
@@ -385,7 +403,15 @@ while True:  # a fresh sign-in with the secret read at the start, every 0.2 s, a
 """
 
 
-def _probe_job(stack: Stack, tenant: str, app_id: str, seconds: float) -> int:
+async def _signed_in(stack: Stack, before: int, timeout: float = 60) -> None:
+    """Until the token endpoint has answered more than `before` times (a probe has signed in)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while stack.ws.counters("/oidc/v1/token").get("POST /oidc/v1/token", 0) <= before:
+        assert asyncio.get_running_loop().time() < deadline, "the probe never signed in"
+        await asyncio.sleep(0.05)
+
+
+def _probe_job(stack: Stack, tenant: str, app_id: str, seconds: float, warehouse: str = "") -> int:
     """A job of the tenant's pipeline principal whose task signs in with the principal's OAuth secret (read
     from the tenant's scope when it starts) again and again for `seconds`."""
     from databricks.sdk.service import jobs
@@ -397,7 +423,7 @@ def _probe_job(stack: Stack, tenant: str, app_id: str, seconds: float) -> int:
     w.workspace.import_(path=path, content=base64.b64encode(PROBE.encode()).decode(), format=ImportFormat.AUTO,
                         overwrite=True)  # fmt: skip
     task = jobs.Task(task_key="probe", spark_python_task=jobs.SparkPythonTask(
-        python_file=path, parameters=[naming.secret_scope(tenant), str(seconds)]))  # fmt: skip
+        python_file=path, parameters=[naming.secret_scope(tenant), str(seconds), warehouse]))  # fmt: skip
     made = w.jobs.create(name=f"m2m-probe-{tenant}", tasks=[task], run_as=jobs.JobRunAs(service_principal_name=app_id))
     return int(made.job_id or 0)
 
@@ -435,10 +461,7 @@ async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_k
                 for t in r.tasks or []
             ),
         )
-        deadline = asyncio.get_running_loop().time() + 60
-        while stack.ws.counters("/oidc/v1/token").get("POST /oidc/v1/token", 0) <= signed_in:  # the probe has
-            assert asyncio.get_running_loop().time() < deadline, "the probe never signed in"  # read its secret
-            await asyncio.sleep(0.05)
+        await _signed_in(stack, signed_in)  # the probe has read its secret
         async with stack.http(tenant, ("admin",)) as http:
             rotated = await http.post("/api/v1/credentials/rotations")  # the MCP key (the default kind)
             assert rotated.status_code == 202, rotated.text
