@@ -216,7 +216,7 @@ async def test_offboarding_exports_gold_then_removes_every_trace_of_the_tenant_a
 
     (sp_v,) = list(w.service_principals.list(filter=f'displayName eq "{naming.pipeline_principal(V)}"'))
     wid = str(next(iter(w.warehouses.list())).id)
-    v_run = w.jobs.run_now(job_id=_probe_job(stack, V, str(sp_v.application_id), 5.0, wid)).run_id
+    v_run = w.jobs.run_now(job_id=_probe_job(stack, V, str(sp_v.application_id), 8.0, wid)).run_id
     assert v_run is not None
     await _signed_in(stack, stack.ws.counters("/oidc/v1/token").get("POST /oidc/v1/token", 0))
     async with stack.http(U, ("admin",)) as http:
@@ -265,7 +265,7 @@ async def test_offboarding_exports_gold_then_removes_every_trace_of_the_tenant_a
     v_done = await asyncio.to_thread(wait_run, w, v_run, timeout=120)
     assert v_done.state is not None and v_done.state.result_state == jobs.RunResultState.SUCCESS, v_done.state
     v_log = w.jobs.get_run_output(int((v_done.tasks or [])[0].run_id or 0)).logs or ""
-    assert v_log.count("signed in as") >= 3, v_log
+    assert v_log.count("signed in as") >= 2, v_log
 
     stack.ws.reset_counters()
     again = _event(TenantOffboarded(tenant_id=U, reason="asked twice"))
@@ -388,7 +388,7 @@ secrets = (globals().get("dbutils") or w.dbutils).secrets
 scope, seconds, warehouse = sys.argv[1], float(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else ""
 client_id, client_secret = secrets.get(scope, "databricks_client_id"), secrets.get(scope, "databricks_client_secret")
 deadline, signed_in = time.monotonic() + seconds, 0
-while True:  # a fresh sign-in with the secret read at the start, every 0.2 s, as long as the run lasts
+while True:  # a fresh sign-in with the secret read at the start, every 0.5 s, as long as the run lasts
     c = WorkspaceClient(config=Config(host=os.environ["DATABRICKS_HOST"], client_id=client_id,
                                       client_secret=client_secret, auth_type="oauth-m2m"))
     me = c.current_user.me()
@@ -396,10 +396,10 @@ while True:  # a fresh sign-in with the secret read at the start, every 0.2 s, a
         done = c.statement_execution.execute_statement(statement="SELECT 1", warehouse_id=warehouse, wait_timeout="30s")
         assert done.status.state.value == "SUCCEEDED", done.status
     signed_in += 1
-    print(f"signed in as {me.display_name} ({signed_in})", flush=True)
+    print(f"signed in as {me.display_name} ({signed_in}) at {time.time()}", flush=True)
     if time.monotonic() > deadline:
         break
-    time.sleep(0.2)
+    time.sleep(0.5)
 """
 
 
@@ -491,7 +491,8 @@ async def test_a_rotation_during_a_running_ingest_job_fails_no_run_and_the_old_k
         assert finished.state is not None and finished.state.result_state == jobs.RunResultState.SUCCESS, finished.state
         assert datetime.fromtimestamp((finished.end_time or 0) / 1000, UTC) > rotated_at  # ran across it
     output = w.jobs.get_run_output(int((probed.tasks or [])[0].run_id or 0)).logs or ""
-    assert output.count("signed in as") >= 5, output  # with the old secret, before and after the rotation
+    times = [float(line.rsplit(" at ", 1)[1]) for line in output.splitlines() if line.startswith("signed in as")]
+    assert max(times) > rotated_at.timestamp(), output  # it signed in with the old secret after the rotation
     assert _status(stack, old_key).status_code == 200  # still in its grace period
     assert _m2m(stack, old_client).status_code == 200
 
