@@ -2,6 +2,7 @@
 
     run · demo · stop · kafka {start,stop,status,jars} · publish · tail · dlq {list,replay}
     jobs · runs · alerts · insights · health · token mint
+    tenant {offboard,status} · erasure {request,status} · credentials {list,rotate,status} (cli_lifecycle)
 
 Every command finds the running stack (broker, ports, local credentials) in `<state>/run/stack.json`, which
 `make run` writes, or takes `KAFKA_BOOTSTRAP_SERVERS`, `<PART>_URL` and `APEV_JWT_SECRET` from the environment,
@@ -22,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from apev_stack import cli_backup, ops
+from apev_stack import cli_backup, cli_lifecycle, ops
 from apev_stack.jars import ensure_kafka_jars
 from apev_stack.kafka import (
     KafkaBroker,
@@ -53,6 +54,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(token_app, name="token")
 app.add_typer(cli_backup.app, name="backup")
+cli_lifecycle.register(app)
 console = Console(highlight=False)
 
 BootstrapOpt = typer.Option(

@@ -179,3 +179,15 @@ async def health(urls: dict[str, str], bootstrap: str) -> list[tuple[str, bool, 
 
 def run_async(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def request_json(
+    method: str, url: str, token: str | None = None, body: Any = None, params: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """One call to a service's API: (status, the JSON body, or the text when it is not JSON)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    got = httpx.request(method, url, headers=headers, json=body, params=params, timeout=30)
+    try:
+        return got.status_code, got.json()
+    except ValueError:
+        return got.status_code, got.text

@@ -127,3 +127,25 @@ def test_short_lived_tokens_expire_and_the_sdk_refreshes(tmp_path: Path) -> None
         assert expired.status_code == 401
         # The SDK's token went stale too; it fetches a new one and keeps working.
         assert sp_client.current_user.me().user_name == sp.application_id
+
+
+def test_a_deleted_principal_takes_its_secrets_and_a_deleted_secret_signs_in_no_more(
+    w: WorkspaceClient, ws: RunningWorkspace
+) -> None:
+    sp = w.service_principals.create(display_name="rotating")
+    assert sp.id and sp.application_id
+    old = w.service_principal_secrets_proxy.create(service_principal_id=sp.id)
+    new = w.service_principal_secrets_proxy.create(service_principal_id=sp.id)
+    assert old.id and old.secret and new.id and new.secret
+    form = {"grant_type": "client_credentials", "scope": "all-apis"}
+    token = httpx.post(f"{ws.host}/oidc/v1/token", data=form, auth=(sp.application_id, old.secret))
+    assert token.status_code == 200  # both valid until one is deleted (a rotation's grace period)
+    w.service_principal_secrets_proxy.delete(service_principal_id=sp.id, secret_id=old.id)
+    refused = httpx.post(f"{ws.host}/oidc/v1/token", data=form, auth=(sp.application_id, old.secret))
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    assert httpx.post(f"{ws.host}/oidc/v1/token", data=form, auth=(sp.application_id, new.secret)).status_code == 200
+    assert [s.id for s in w.service_principal_secrets_proxy.list(service_principal_id=sp.id)] == [new.id]
+    w.service_principals.delete(sp.id)
+    assert not [s for s in ws.workspace.identity.sp_secrets.values() if s["sp_id"] == sp.id]
+    gone = httpx.post(f"{ws.host}/oidc/v1/token", data=form, auth=(sp.application_id, new.secret))
+    assert gone.status_code == 401

@@ -4,7 +4,7 @@ and the MCP webhook receiver (HMAC-signed, replay-protected). Health and metrics
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import pydantic
 import structlog
@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from apev_contracts import naming
-from apev_contracts.common import Identifier
-from apev_contracts.events.lifecycle import EmployeeId
+from apev_contracts.common import Identifier, Name
+from apev_contracts.events.lifecycle import EmployeeId, VolumePath
 from apev_ingest import gateway as gw
 from apev_ingest.service import IngestService
 from apev_runtime.auth import AuthError, JwtVerifier, Principal, auth_error_response
@@ -43,6 +43,31 @@ class CatalogBody(pydantic.BaseModel):
 class ErasureBody(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     employee_id: EmployeeId
+
+
+class RotationBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    kind: Literal["mcp_api_key", "sp_secret"] = "mcp_api_key"
+
+
+class OffboardingBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    export_volume: VolumePath | None = None
+    reason: Name | None = None
+
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+async def _parsed(request: Request, model: type[M]) -> M | JSONResponse:
+    """The body as `model` (an empty body: the model's defaults), or a 422 naming each bad field."""
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw) if raw.strip() else model()
+    except pydantic.ValidationError as exc:
+        fields = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+                  for e in exc.errors(include_url=False, include_input=False)]  # fmt: skip
+        return _error(422, "invalid_request", fields)
 
 
 def _error(status: int, error: str, detail: Any) -> JSONResponse:
@@ -160,8 +185,11 @@ def routes(service: IngestService, jwt: JwtVerifier | None, webhook: WebhookVeri
 
     @guard(ADMIN)
     async def request_rotation(request: Request, principal: Principal) -> Response:
+        body = await _parsed(request, RotationBody)
+        if isinstance(body, JSONResponse):
+            return body
         try:
-            request_id = await service.rotation.request(principal.tenant_id)
+            request_id = await service.rotation.request(principal.tenant_id, body.kind)
         except PermanentError as exc:
             return _error(409, "conflict", str(exc))
         found = await service.rotation.rotation(request_id, principal.tenant_id)
@@ -183,9 +211,15 @@ def routes(service: IngestService, jwt: JwtVerifier | None, webhook: WebhookVeri
     async def request_offboarding(request: Request, principal: Principal) -> Response:
         if refused := own_tenant(principal, request.path_params["tenant"]):
             return refused
-        request_id = await service.lifecycle.request_offboarding(
-            principal.tenant_id, f"requested by {principal.subject}"
-        )
+        body = await _parsed(request, OffboardingBody)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            request_id = await service.lifecycle.request_offboarding(
+                principal.tenant_id, body.reason or f"requested by {principal.subject}", body.export_volume
+            )
+        except PermanentError as exc:
+            return _error(422, "invalid_request", [{"field": "export_volume", "message": str(exc)}])
         url = f"/api/v1/tenants/{principal.tenant_id}/offboarding/{request_id}"
         return JSONResponse({"request_id": request_id, "state": "requested", "progress": url}, status_code=202)
 

@@ -217,3 +217,84 @@ def walk_files(w: WorkspaceClient, folder: str) -> list[str]:
             continue
         out += walk_files(w, entry.path) if entry.is_directory else [entry.path]
     return out
+
+
+# ---------------------------------------------------------------------- service principals' OAuth secrets
+
+
+def service_principal_ids(w: WorkspaceClient, name: str) -> tuple[str, str] | None:
+    """(SCIM id, application id) of the service principal with this display name, or None."""
+    for sp in w.service_principals.list(filter=f'displayName eq "{name}"'):
+        if sp.display_name == name and sp.id and sp.application_id:
+            return str(sp.id), str(sp.application_id)
+    return None
+
+
+def create_sp_secret(w: WorkspaceClient, sp_id: str) -> tuple[str, str]:
+    """A new OAuth secret of the service principal: (secret id, the secret, shown only now)."""
+    made = w.service_principal_secrets_proxy.create(service_principal_id=sp_id)
+    if not made.id or not made.secret:
+        raise PermanentError(f"the workspace made an OAuth secret for service principal {sp_id} without id or value")
+    return str(made.id), str(made.secret)
+
+
+def sp_secrets(w: WorkspaceClient, sp_id: str) -> list[tuple[str, str]]:
+    """(secret id, create time ISO 8601) of each OAuth secret of the service principal, oldest first."""
+    listed = w.service_principal_secrets_proxy.list(service_principal_id=sp_id)
+    found = [(str(s.id), str(s.create_time)) for s in listed]
+    return sorted(found, key=lambda s: s[1])
+
+
+def delete_sp_secret(w: WorkspaceClient, sp_id: str, secret_id: str) -> bool:
+    try:
+        w.service_principal_secrets_proxy.delete(service_principal_id=sp_id, secret_id=secret_id)
+    except NotFound:
+        return False
+    return True
+
+
+def delete_workspace_folder(w: WorkspaceClient, path: str) -> bool:
+    """A workspace folder and everything in it (the task files rendered for a tenant or a data source)."""
+    try:
+        w.workspace.get_status(path)
+        w.workspace.delete(path, recursive=True)
+    except NotFound:
+        return False
+    return True
+
+
+def revoke_warehouse_access(
+    w: WorkspaceClient, warehouse_id: str, *, groups: Sequence[str] = (), service_principals: Sequence[str] = ()
+) -> list[str]:
+    """Remove these principals' direct entries from the warehouse's ACL (the others stay as they are); the
+    principals whose entries were removed. The permissions API replaces the ACL as a whole, so the rest is
+    read first and written back."""
+    try:
+        acl = w.warehouses.get_permissions(warehouse_id).access_control_list or []
+    except NotFound:
+        return []
+    gone = set(groups) | set(service_principals)
+    keep: list[sql.WarehouseAccessControlRequest] = []
+    removed: list[str] = []
+    for entry in acl:
+        name = entry.group_name or entry.service_principal_name or entry.user_name or ""
+        direct = [  # ownership is not an ACL entry one may write: it stays as it is
+            p.permission_level
+            for p in entry.all_permissions or []
+            if not p.inherited and p.permission_level and p.permission_level != sql.WarehousePermissionLevel.IS_OWNER
+        ]
+        if name in gone:
+            removed += [name] if direct else []
+            continue
+        keep += [
+            sql.WarehouseAccessControlRequest(
+                group_name=entry.group_name,
+                service_principal_name=entry.service_principal_name,
+                user_name=entry.user_name,
+                permission_level=level,
+            )
+            for level in direct
+        ]
+    if removed:
+        w.warehouses.set_permissions(warehouse_id, access_control_list=keep)
+    return sorted(removed)

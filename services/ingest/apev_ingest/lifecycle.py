@@ -1,7 +1,8 @@
 """The tenant lifecycle as ingest owns it: a data source updated (its job reset, nothing else) or removed (job
-deleted through the jobs service, MCP integration deregistered, landing files deleted, tables dropped on
-request), and a tenant offboarded (MCP integrations, webhook and keys gone, catalog dropped with `force`,
-principals and secret scope removed; its jobs are the jobs service's, which consumes the same event).
+deleted through the jobs service, MCP integration deregistered, landing and task files deleted, tables
+dropped on request), and a tenant offboarded (gold exported first to another catalog's volume when asked, MCP
+integrations, webhook and keys gone, catalog dropped with `force`, secret scope, warehouse grants, principals
+and task files removed; its jobs are the jobs service's, which consumes the same event).
 
 Each removal is a list of steps recorded in `ingest_steps` under a scope named by the event
 (`rm:<t>:<ds>:<event id>`, `off:<t>:<event id>`), committed before the next outside call, and each outside
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apev_contracts import DatasourceRemoved, DatasourceUpdated, JobAction, JobRequested, TenantOffboarded, naming
 from apev_contracts.envelope import CloudEvent, new_event
+from apev_ingest import export
 from apev_ingest import gateway as gw
 from apev_ingest import tables as t
 from apev_pipeline import ENTITIES, IngestJobInput, build_ingest_job
@@ -100,6 +102,7 @@ class Lifecycle:
             await self.s._step(tx, scope, "mcp_deregistered", lambda: self._deregister(code, [integration]))
         folder = landing_folder(cat, ds, "").rstrip("/")
         await self.s._dbx_step(tx, scope, "landing_deleted", lambda w: {"files": gw.delete_folder(w, folder)})
+        await self._delete_task_files(tx, scope, f"{self.s.settings.pipeline_root}/tenants/{tenant}/{ds}")
         if data.drop_tables:
             names = [f"{cat}.{layer}.{e}" for e in row.entities for layer in ("bronze", "silver") if e in ENTITIES]
             await self.s._dbx_step(tx, scope, "tables_dropped", lambda w: {
@@ -111,6 +114,13 @@ class Lifecycle:
             t.datasources.c.tenant_id == tenant, t.datasources.c.datasource_id == ds))  # fmt: skip
         await self.s._record_step(tx, scope, "removed", {"drop_tables": data.drop_tables}, 0.0)
         log.info("datasource_removed", tenant_id=tenant, datasource_id=ds, drop_tables=data.drop_tables)
+
+    async def _delete_task_files(self, tx: AsyncConnection, scope: str, folder: str) -> None:
+        """The task files rendered for a tenant or a data source (workspace folder), and what this service
+        remembers of their upload (so a data source made again uploads them again)."""
+        await self.s._dbx_step(tx, scope, "task_files_deleted", lambda w: {
+            "deleted": gw.delete_workspace_folder(w, folder)})  # fmt: skip
+        await tx.execute(delete(t.files).where(t.files.c.path.like(f"{folder}/%")))
 
     async def _request_delete(
         self, tx: AsyncConnection, event: CloudEvent[Any], scope: str, tenant: str, ds: str
@@ -136,10 +146,20 @@ class Lifecycle:
     async def on_tenant_offboarded(self, event: CloudEvent[TenantOffboarded], tx: AsyncConnection) -> None:
         data = event.data
         tenant = data.tenant_id
-        if data.export_volume is not None:
-            # Refused before anything is removed: an export that silently did not happen would lose data.
-            raise PermanentError("export_volume: exporting before offboarding is not implemented; send it without")
         tscope, scope = f"tenant:{tenant}", f"off:{tenant}:{event.id}"
+        cat, secrets = naming.catalog_name(tenant), naming.secret_scope(tenant)
+        warehouse = (await tx.execute(select(t.steps.c.detail).where(
+            t.steps.c.scope == tscope, t.steps.c.step == "warehouse"))).first()  # fmt: skip
+        if data.export_volume is not None:  # first: a refused or failed export leaves everything in place
+            settled = await self.s._step_done(tx, scope, "exported") or await self.s._step_done(
+                tx, scope, "catalog_dropped"
+            )
+            await tx.commit()
+            volume = data.export_volume
+            if not settled and warehouse is not None:  # no warehouse step: the catalog never existed
+                await self.s.databricks.call(lambda w: export.check_destination(w, cat, volume))
+                wid = str(warehouse.detail["warehouse_id"])
+                await self.s._dbx_step(tx, scope, "exported", lambda w: export.export_tables(w, cat, wid, volume))
         rows = list(await tx.execute(select(t.datasources).where(t.datasources.c.tenant_id == tenant)))
         code_step = (await tx.execute(select(t.steps.c.detail).where(
             t.steps.c.scope == tscope, t.steps.c.step == "mcp_tenant"))).first()  # fmt: skip
@@ -154,11 +174,14 @@ class Lifecycle:
                 hook = str(hook_step.detail["id"])
                 await self.s._step(tx, scope, "mcp_webhook_removed", lambda: self._unsubscribe(code, hook))
             await self.s._step(tx, scope, "mcp_keys_revoked", lambda: self._revoke_keys(code))
-        cat, secrets = naming.catalog_name(tenant), naming.secret_scope(tenant)
         await self.s._dbx_step(tx, scope, "catalog_dropped", lambda w: {"dropped": gw.drop_catalog(w, cat)})
         await self.s._dbx_step(tx, scope, "secret_scope_deleted", lambda w: {
             "deleted": gw.delete_secret_scope(w, secrets)})  # fmt: skip
+        if warehouse is not None:
+            wid = str(warehouse.detail["warehouse_id"])
+            await self.s._dbx_step(tx, scope, "warehouse_grants_revoked", lambda w: _revoke_warehouse(w, tenant, wid))
         await self.s._dbx_step(tx, scope, "principals_removed", lambda w: _remove_principals(w, tenant))
+        await self._delete_task_files(tx, scope, f"{self.s.settings.pipeline_root}/tenants/{tenant}")
         await tx.execute(delete(t.pending_runs).where(t.pending_runs.c.tenant_id == tenant))
         await tx.execute(delete(t.datasources).where(t.datasources.c.tenant_id == tenant))
         await tx.execute(delete(t.steps).where(or_(
@@ -166,10 +189,15 @@ class Lifecycle:
         await self.s._record_step(tx, scope, "offboarded", {"datasources": len(rows)}, 0.0)
         log.info("tenant_offboarded", tenant_id=tenant, datasources=len(rows))
 
-    async def request_offboarding(self, tenant: str, reason: str | None) -> str:
+    async def request_offboarding(self, tenant: str, reason: str | None, export_volume: str | None = None) -> str:
         """Offboarding asked for over HTTP: `tenant.offboarded` through the outbox (jobs, monitor and this
-        service act on it); its progress is `offboarding(request_id)`."""
-        event = new_event(TenantOffboarded(tenant_id=tenant, reason=reason), tenant_id=tenant, source=SOURCE)
+        service act on it); its progress is `offboarding(request_id)`. A bad export volume is refused here,
+        before anything is sent (PermanentError)."""
+        if export_volume is not None:
+            cat = naming.catalog_name(tenant)
+            await self.s.databricks.call(lambda w: export.check_destination(w, cat, export_volume))
+        payload = TenantOffboarded(tenant_id=tenant, reason=reason, export_volume=export_volume)
+        event = new_event(payload, tenant_id=tenant, source=SOURCE)
         async with self.s.db.transaction() as tx:
             await outbox.add(tx, event, traceparent=current_traceparent())
         self.s.wake_relay()
@@ -197,6 +225,14 @@ class Lifecycle:
             keys = await mcp.list_api_keys(code)
             revoked = [k.key_id for k in keys if await mcp.revoke_api_key(code, k.key_id)]
         return {"revoked": revoked}
+
+
+def _revoke_warehouse(w: Any, tenant: str, warehouse_id: str) -> dict[str, Any]:
+    """CAN_USE of the tenant's groups and service principals (by application id) on the warehouse."""
+    groups = list(naming.role_groups(tenant).values())
+    sps = [ids[1] for p in (naming.pipeline_principal(tenant), naming.reader_principal(tenant))
+           if (ids := gw.service_principal_ids(w, p)) is not None]  # fmt: skip
+    return {"revoked": gw.revoke_warehouse_access(w, warehouse_id, groups=groups, service_principals=sps)}
 
 
 def _remove_principals(w: Any, tenant: str) -> dict[str, Any]:

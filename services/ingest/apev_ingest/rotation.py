@@ -1,16 +1,22 @@
-"""Rotation of a tenant's MCP key without a failed run: a new key is minted and written to the tenant's secret
-scope (tasks read it when they start); the old keys stay valid for a grace period, so a run that read one
-before the rotation finishes with it; then they are revoked. The minted secret never touches the database.
+"""Rotation of a tenant's credentials without a failed run, two kinds:
+
+- `mcp_api_key`: the pipeline's tenant-scoped MCP key (`mcp_api_key` in the tenant's secret scope);
+- `sp_secret`: the OAuth secret of the tenant's pipeline service principal (`databricks_client_id` and
+  `databricks_client_secret` in the same scope), for code that signs in as that principal (OAuth M2M).
+
+A new credential is minted and written to the tenant's secret scope (tasks read it when they start); the old
+ones stay valid for a grace period, so a run that read one before the rotation finishes with it; then they are
+revoked (MCP keys) or deleted (OAuth secrets). The minted secret never touches the database.
 
 A rotation is a row in `ingest_rotations` (requested -> stored -> done), resumed by the credentials loop
-after a crash: a key minted but not stored is simply one more old key, revoked with the others.
+after a crash: a credential minted but not stored is simply one more old one, removed with the others.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from sqlalchemy import insert, select, update
@@ -25,6 +31,11 @@ if TYPE_CHECKING:
     from apev_ingest.service import IngestService
 
 log = structlog.get_logger("apev.ingest")
+
+
+Kind = Literal["mcp_api_key", "sp_secret"]
+KINDS: tuple[Kind, ...] = ("mcp_api_key", "sp_secret")
+CLIENT_ID_KEY, CLIENT_SECRET_KEY = "databricks_client_id", "databricks_client_secret"
 
 
 def _now() -> datetime:
@@ -45,10 +56,19 @@ class Rotation:
                 t.steps.c.scope == f"tenant:{tenant}", t.steps.c.step == "mcp_tenant"))).first()  # fmt: skip
         return str(row.detail["code"]) if row is not None else None
 
-    async def request(self, tenant: str, *, cause: str = "http", request_id: str | None = None) -> str:
+    async def _principal(self, tenant: str) -> tuple[str, str] | None:
+        """(SCIM id, application id) of the tenant's pipeline principal, None when there is none."""
+        name = naming.pipeline_principal(tenant)
+        return await self.s.databricks.call(lambda w: gw.service_principal_ids(w, name))
+
+    async def request(
+        self, tenant: str, kind: Kind = "mcp_api_key", *, cause: str = "http", request_id: str | None = None
+    ) -> str:
         """Record a rotation (idempotent on its id) and run it; its progress is `rotation(request_id)`."""
+        if kind not in KINDS:
+            raise PermanentError(f"kind: {kind!r} is not a credential kind; expected one of {list(KINDS)}")
         if await self._code(tenant) is None:
-            raise PermanentError(f"tenant {tenant!r} has no MCP key to rotate (no data source provisioned)")
+            raise PermanentError(f"tenant {tenant!r} has no credentials to rotate (no data source provisioned)")
         request_id = request_id or str(uuid.uuid4())
         async with self.s.db.transaction() as tx:
             known = (await tx.execute(select(t.rotations.c.request_id).where(
@@ -56,8 +76,8 @@ class Rotation:
             if known is None:
                 now = _now()
                 await tx.execute(insert(t.rotations).values(
-                    request_id=request_id, tenant_id=tenant, cause=cause, state="requested", old_key_ids=[],
-                    created_at=now, updated_at=now,
+                    request_id=request_id, tenant_id=tenant, kind=kind, cause=cause, state="requested",
+                    old_key_ids=[], created_at=now, updated_at=now,
                 ))  # fmt: skip
         await self.advance(request_id)
         return request_id
@@ -72,6 +92,8 @@ class Rotation:
         code = await self._code(row.tenant_id)
         if code is None:
             return await self._set(request_id, state="done", error="tenant offboarded")
+        if row.kind == "sp_secret":
+            return await self._advance_sp(row, now)
         if row.state == "requested":
             scope = naming.secret_scope(row.tenant_id)
             async with self.s.mcp.client() as mcp:
@@ -93,6 +115,39 @@ class Rotation:
             return await self._set(request_id, state="done", old_key_ids=sorted(set(row.old_key_ids) | set(stale)))
         return str(row.state)
 
+    async def _advance_sp(self, row: Any, now: datetime) -> str:
+        request_id, tenant = row.request_id, row.tenant_id
+        ids = await self._principal(tenant)
+        if ids is None:
+            return await self._set(request_id, state="done", error="the pipeline principal is gone")
+        sp_id, app_id = ids
+        if row.state == "requested":
+            scope = naming.secret_scope(tenant)
+
+            def mint(w: Any) -> tuple[list[str], str]:
+                before = [i for i, _ in gw.sp_secrets(w, sp_id)]
+                secret_id, value = gw.create_sp_secret(w, sp_id)
+                gw.put_secret(w, scope, CLIENT_ID_KEY, app_id)
+                gw.put_secret(w, scope, CLIENT_SECRET_KEY, value)  # the value leaves this function only here
+                return before, secret_id
+
+            before, secret_id = await self.s.databricks.call(mint)
+            grace = timedelta(seconds=self.s.settings.credential_grace_seconds)
+            await self._set(request_id, state="stored", new_key_id=secret_id, old_key_ids=before,
+                            retire_after=now + grace)  # fmt: skip
+            log.info("sp_secret_rotated", request_id=request_id, tenant_id=tenant, secret_id=secret_id)
+            return "stored"
+        if row.state == "stored" and row.retire_after is not None and _aware(row.retire_after) <= now:
+
+            def retire(w: Any) -> list[str]:
+                stale = [i for i, _ in gw.sp_secrets(w, sp_id) if i != row.new_key_id]
+                return [i for i in stale if gw.delete_sp_secret(w, sp_id, i)]
+
+            stale = await self.s.databricks.call(retire)
+            log.info("sp_secrets_deleted", request_id=request_id, tenant_id=tenant, secrets=len(stale))
+            return await self._set(request_id, state="done", old_key_ids=sorted(set(row.old_key_ids) | set(stale)))
+        return str(row.state)
+
     async def _set(self, request_id: str, **values: Any) -> str:
         async with self.s.db.transaction() as tx:
             await tx.execute(update(t.rotations).where(t.rotations.c.request_id == request_id).values(
@@ -108,6 +163,7 @@ class Rotation:
         return {
             "request_id": row.request_id,
             "tenant_id": row.tenant_id,
+            "kind": row.kind,
             "cause": row.cause,
             "state": row.state,
             "new_key_id": row.new_key_id,
@@ -117,34 +173,40 @@ class Rotation:
         }
 
     async def credentials(self, tenant: str, now: datetime | None = None) -> list[dict[str, Any]]:
-        """The tenant's MCP keys, oldest first, with their age and whether they are due for rotation."""
+        """The tenant's MCP keys and its pipeline principal's OAuth secrets, oldest first, with their age and
+        whether they are due for rotation."""
         now = now or _now()
         code = await self._code(tenant)
         if code is None:
             return []
         async with self.s.mcp.client() as mcp:
-            keys = await mcp.list_api_keys(code)
+            keys = [("mcp_api_key", k.key_id, _aware(k.created_at)) for k in await mcp.list_api_keys(code)]
+        ids = await self._principal(tenant)
+        if ids is not None:
+            listed = await self.s.databricks.call(lambda w: gw.sp_secrets(w, ids[0]))
+            keys += [("sp_secret", i, _aware(datetime.fromisoformat(c.replace("Z", "+00:00")))) for i, c in listed]
         async with self.s.db.engine.connect() as conn:
             pending = list(await conn.execute(select(t.rotations).where(
                 t.rotations.c.tenant_id == tenant, t.rotations.c.state == "stored")))  # fmt: skip
-        retiring = {k: _aware(r.retire_after) for r in pending for k in r.old_key_ids if r.retire_after}
+        retiring = {(r.kind, k): _aware(r.retire_after) for r in pending for k in r.old_key_ids if r.retire_after}
         max_age = self.s.settings.credential_max_age_days
         out = []
-        for k in sorted(keys, key=lambda k: k.created_at):
-            age = (now - _aware(k.created_at)).total_seconds() / 86400
+        for kind, key_id, created in sorted(keys, key=lambda k: k[2]):
+            age = (now - created).total_seconds() / 86400
+            retire = retiring.get((kind, key_id))
             out.append({
-                "kind": "mcp_api_key",
-                "key_id": k.key_id,
-                "created_at": _aware(k.created_at).isoformat(),
+                "kind": kind,
+                "key_id": key_id,
+                "created_at": created.isoformat(),
                 "age_days": round(age, 3),
-                "state": "retiring" if k.key_id in retiring else "active",
-                "revoke_after": retiring[k.key_id].isoformat() if k.key_id in retiring else None,
-                "rotation_due": k.key_id not in retiring and age > max_age,
+                "state": "retiring" if retire else "active",
+                "revoke_after": retire.isoformat() if retire else None,
+                "rotation_due": retire is None and age > max_age,
             })  # fmt: skip
         return out
 
     async def check(self, now: datetime | None = None) -> dict[str, int]:
-        """The credentials loop: resume and finish rotations, start one for every tenant whose key is too old."""
+        """The credentials loop: resume and finish rotations, start one for every tenant credential too old."""
         now = now or _now()
         async with self.s.db.engine.connect() as conn:
             open_ = [r.request_id for r in await conn.execute(select(t.rotations.c.request_id).where(
@@ -155,10 +217,12 @@ class Rotation:
             await self.advance(request_id, now)
         started = 0
         for tenant in tenants:
-            due = [c for c in await self.credentials(tenant, now) if c["rotation_due"]]
-            if due:  # one rotation per too-old key, whatever the number of loops or replicas that see it
-                await self.request(
-                    tenant, cause="age", request_id=deterministic_id("rotation", tenant, due[0]["key_id"])
-                )
-                started += 1
+            listed = await self.credentials(tenant, now)
+            for kind in KINDS:
+                due = [c for c in listed if c["kind"] == kind and c["rotation_due"]]
+                if due:  # one rotation per too-old credential, whatever the number of loops or replicas
+                    parts = (tenant, due[0]["key_id"]) if kind == "mcp_api_key" else (tenant, kind, due[0]["key_id"])
+                    rid = deterministic_id("rotation", *parts)
+                    await self.request(tenant, kind, cause="age", request_id=rid)
+                    started += 1
         return {"advanced": len(open_), "started": started}

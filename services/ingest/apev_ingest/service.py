@@ -190,6 +190,7 @@ class IngestService:
         wanted = self.tenants.get(tenant).mcp_tenant_code or data.mcp_tenant_code
         code = (await self._step(tx, scope, "mcp_tenant", lambda: self._match_code(wanted)))["code"]
         await self._step(tx, scope, "secret_scope", lambda: self._store_mcp_key(tenant, code, principals["pipeline"]))
+        await self._dbx_step(tx, scope, "sp_secret", lambda w: _store_sp_secret(w, tenant))
         secret = self.settings.mcp_webhook_secret
         if self.settings.public_url and secret is not None:
 
@@ -593,6 +594,24 @@ def grants_for(tenant: str, principals: dict[str, Any]) -> list[gw.Grant]:
         ("catalog", cat, reader, ["USE_CATALOG"]),
         ("schema", f"{cat}.gold", reader, ["USE_SCHEMA", "SELECT"]),
     ]
+
+
+def _store_sp_secret(w: WorkspaceClient, tenant: str) -> dict[str, Any]:
+    """An OAuth secret of the pipeline principal in the tenant's scope (`databricks_client_id`,
+    `databricks_client_secret`: OAuth M2M as that principal), minted only when the scope has none; rotated by
+    the credentials loop like the MCP key."""
+    from apev_ingest.rotation import CLIENT_ID_KEY, CLIENT_SECRET_KEY
+
+    scope = naming.secret_scope(tenant)
+    if CLIENT_SECRET_KEY in gw.secret_keys(w, scope):
+        return {"minted": False}
+    ids = gw.service_principal_ids(w, naming.pipeline_principal(tenant))
+    if ids is None:
+        raise PermanentError(f"the pipeline principal of tenant {tenant!r} does not exist")
+    secret_id, value = gw.create_sp_secret(w, ids[0])
+    gw.put_secret(w, scope, CLIENT_ID_KEY, ids[1])
+    gw.put_secret(w, scope, CLIENT_SECRET_KEY, value)
+    return {"minted": True, "secret_id": secret_id}
 
 
 def _grants(w: WorkspaceClient, tenant: str, principals: dict[str, Any]) -> dict[str, Any]:

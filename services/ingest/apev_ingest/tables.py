@@ -95,6 +95,8 @@ rotations = Table(
     metadata,
     Column("request_id", String(200), primary_key=True),
     Column("tenant_id", String(64), nullable=False),
+    # mcp_api_key (the pipeline's MCP key) or sp_secret (the pipeline principal's Databricks OAuth secret)
+    Column("kind", String(16), nullable=False, server_default="mcp_api_key"),
     Column("cause", String(16), nullable=False),  # http, age
     # requested -> stored (new key in the secret scope) -> done (old keys revoked after the grace period)
     Column("state", String(16), nullable=False),

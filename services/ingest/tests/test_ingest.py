@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 import uuid
+from base64 import b64decode
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -194,10 +195,10 @@ async def test_each_tenant_gets_its_layout_grants_scope_and_one_job_request(
         for group in naming.role_groups(tenant).values():
             assert list(w.groups.list(filter=f'displayName eq "{group}"')), group
             assert can_use[group] == {"CAN_USE"}
-        apps = {}
+        apps, sp_ids = {}, {}
         for name in (naming.pipeline_principal(tenant), naming.reader_principal(tenant)):
             (sp,) = list(w.service_principals.list(filter=f'displayName eq "{name}"'))
-            apps[name] = str(sp.application_id)
+            apps[name], sp_ids[name] = str(sp.application_id), str(sp.id)
             assert can_use[apps[name]] == {"CAN_USE"}
         pipeline = apps[naming.pipeline_principal(tenant)]
         grants = {
@@ -215,7 +216,13 @@ async def test_each_tenant_gets_its_layout_grants_scope_and_one_job_request(
         assert (naming.engineers_group(tenant), "MODIFY") in bronze
         assert (naming.engineers_group(tenant), "SELECT") not in bronze  # raw PII
         scope = naming.secret_scope(tenant)
-        assert {s.key for s in w.secrets.list_secrets(scope=scope)} == {"mcp_api_key", "mcp_base_url"}
+        keys = {s.key for s in w.secrets.list_secrets(scope=scope)}
+        assert keys == {"mcp_api_key", "mcp_base_url", "databricks_client_id", "databricks_client_secret"}
+        client_id = w.secrets.get_secret(scope=scope, key="databricks_client_id").value or ""
+        assert b64decode(client_id).decode() == pipeline  # the pipeline principal's OAuth secret: M2M as it
+        pipeline_sp = sp_ids[naming.pipeline_principal(tenant)]
+        (secret,) = w.service_principal_secrets_proxy.list(service_principal_id=pipeline_sp)
+        assert secret.status == "ACTIVE"
         acls = {a.principal: a.permission.value for a in w.secrets.list_acls(scope=scope) if a.permission}
         assert acls == {"admin@apev.local": "MANAGE", pipeline: "READ"}
         key = w.secrets.get_secret(scope=scope, key="mcp_api_key").value or ""

@@ -330,6 +330,9 @@ class Identity:
                 raise PermissionDenied("The built-in admin user and groups cannot be deleted")
             del table[obj_id]
             self._store.delete(table_kind, obj_id)
+            for secret_id in [k for k, v in self.sp_secrets.items() if v["sp_id"] == obj_id]:
+                del self.sp_secrets[secret_id]  # a service principal's OAuth secrets go with it
+                self._store.delete("sp_secret", secret_id)
             for group in list(self.groups.values()):
                 if obj_id in group["members"]:
                     group["members"].remove(obj_id)
