@@ -513,7 +513,8 @@ class VectorSearch:
             r.setdefault("_vec", reuse.get(str(r[pk])))
             if vector:
                 r.pop(vector["name"], None)
-        vectors.write(changed, delete=[k for k in stored if k not in seen])
+        replaced = [str(r[pk]) for r in changed if str(r[pk]) in stored]
+        vectors.write(changed, delete=[k for k in stored if k not in seen] + replaced)
         return vectors.count()
 
     @staticmethod
@@ -552,12 +553,14 @@ class VectorSearch:
                 good.append(clean)
             except (InvalidParameterValue, TypeError, ValueError):
                 failed.append(str(key))
+        good = list({str(r[pk]): r for r in good}.values())  # a key given twice: the last row wins
         if source and good:
             texts = [str(r.get(source["name"]) or "") for r in good]
             for r, v in zip(good, self.embedder.embed(source["embedding_model_endpoint_name"], texts), strict=True):
                 r["_vec"] = v
         vectors = self._vectors_of(meta)
-        vectors.write(good)
+        present = vectors.hashes()
+        vectors.write(good, delete=[str(r[pk]) for r in good if str(r[pk]) in present])
         with self._lock:
             meta["indexed_row_count"] = vectors.count()
             self._store.put("vs_index", name, meta)

@@ -104,7 +104,7 @@ class Vectors:
             pk = self._pk(cur)
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS _wanted (k VARCHAR)")
             cur.execute("DELETE FROM _wanted")
-            cur.executemany("INSERT INTO _wanted VALUES (?)", [[k] for k in wanted])
+            cur.execute("INSERT INTO _wanted SELECT unnest(CAST(? AS VARCHAR[]))", [wanted])
             rows = cur.execute(
                 f"SELECT CAST(i.{quote(pk)} AS VARCHAR), i._vec FROM items i JOIN _wanted w"  # noqa: S608
                 f" ON CAST(i.{quote(pk)} AS VARCHAR) = w.k"
@@ -121,8 +121,9 @@ class Vectors:
         return {str(n): str(t) for n, t in found if n not in HIDDEN}
 
     def write(self, rows: list[dict[str, Any]], delete: Iterable[str] = ()) -> None:
-        """Upsert `rows` (each with every column, `_vec`, `_row_hash`, `_text_hash`) and delete the `delete` keys,
-        in one transaction. Rows go through an NDJSON file and `read_json`: one statement, whatever the size."""
+        """Delete the `delete` keys (those of replaced rows among them), then insert `rows` (each with every column,
+        `_vec`, `_row_hash`, `_text_hash`), in one transaction. Rows go through an NDJSON file and `read_json`:
+        one statement, whatever the size."""
         columns = self.columns()
         removed = list(delete)
         with self.write_lock, self.cursor() as cur:
@@ -134,11 +135,10 @@ class Vectors:
                         out.write(json.dumps({k: _json_value(v) for k, v in row.items()}, default=str) + "\n")
                 cur.execute("BEGIN TRANSACTION")
                 try:
-                    keys = removed + [str(r[pk]) for r in rows]
-                    if keys:
+                    if removed:
                         cur.execute("CREATE TEMP TABLE IF NOT EXISTS _gone (k VARCHAR)")
                         cur.execute("DELETE FROM _gone")
-                        cur.executemany("INSERT INTO _gone VALUES (?)", [[k] for k in keys])
+                        cur.execute("INSERT INTO _gone SELECT unnest(CAST(? AS VARCHAR[]))", [removed])
                         cur.execute(f"DELETE FROM items WHERE CAST({quote(pk)} AS VARCHAR) IN (SELECT k FROM _gone)")  # noqa: S608
                     if rows:
                         spec = {n: "VARCHAR" for n in columns} | {"_vec": "DOUBLE[]", "_row_hash": "VARCHAR",
