@@ -12,6 +12,7 @@ from apev_serving import api, handlers
 from apev_serving.gateway import Gateway
 from apev_serving.insights import Insights
 from apev_serving.latency import Latency
+from apev_serving.retrieval import Retrieval
 from apev_serving.service import ServingService
 from apev_serving.settings import Settings
 from apev_serving.sql import SqlQueries
@@ -29,7 +30,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     sql = SqlQueries(gateway, settings, runtime.registry)
     insights = Insights(runtime.db, gateway, settings, sql)
     service = ServingService(runtime.db, gateway, settings, latency, insights)
-    handlers.register(runtime.broker, service, settings.consumer_group, sql, settings.replica_id)
+    retrieval = Retrieval(runtime.db, gateway, settings)
+    handlers.register(runtime.broker, service, settings.consumer_group, sql, settings.replica_id, retrieval)
 
     async def publish_latency(stop: asyncio.Event) -> None:
         await service.latency_loop(stop)
@@ -39,4 +41,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = build_app(runtime, routes=api.routes(service, sql, runtime.jwt))
     app.state.service = service
     app.state.sql = sql
+    app.state.retrieval = retrieval
     return app
