@@ -9,10 +9,10 @@ databricks-sdk, and the services' HTTP APIs with a development token. A step who
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -34,6 +34,21 @@ TENANT = "demo-dental"
 QUESTION = "What are our top performing locations?"
 AGENT = "demo"
 SOURCE = "apev/demo"
+OFF_CYCLE_LOCATION = "downtown_007"
+OFF_CYCLE_FACTOR = Decimal(3)
+REVIEW_STATUS = "under_review"  # what the agent's payroll insight proposes for the run (demo_agent.py)
+JOBS_SKU = "STANDARD_JOBS_COMPUTE"
+ALERT_JOB_KEY = "claims-reconcile"
+# The tenant's job DBUs and dollars per day, straight from the system tables the sampler reads (fixed names).
+JOBS_COST_SQL = (
+    "SELECT CAST(u.usage_date AS STRING), CAST(sum(u.usage_quantity) AS STRING), "
+    "CAST(sum(u.usage_quantity * p.pricing.effective_list.default) AS STRING) "
+    "FROM system.billing.usage u JOIN system.billing.list_prices p ON u.sku_name = p.sku_name "
+    "AND u.cloud = p.cloud AND u.usage_unit = p.usage_unit AND u.usage_start_time >= p.price_start_time "
+    "AND (p.price_end_time IS NULL OR u.usage_start_time < p.price_end_time) "
+    "WHERE u.custom_tags['ap_tenant_id'] = 'demo-dental' AND u.sku_name = 'STANDARD_JOBS_COMPUTE' GROUP BY 1 ORDER BY 1"
+)
+ALERT_SETTLE_SECONDS = 6.0  # three more of the stack's 2 s evaluations: a second page would show by then
 
 
 @dataclass(frozen=True)
@@ -210,7 +225,37 @@ class Demo:
         if got.status_code != 200 or got.json().get("status") != "active":
             raise StepFailed(f"MCP tenant {TENANT} is not active: {got.status_code} {got.text[:200]}")
         verb = "created" if made.status_code == 201 else "already there"
-        return Outcome(f"{verb}; GET /api/v1/tenants/{TENANT}: active", [f"{base}/api/v1/tenants/{TENANT}"])
+        run = await self.plant_off_cycle_payroll()
+        return Outcome(
+            f"{verb}; GET /api/v1/tenants/{TENANT}: active; in ADP, payroll run {run['PAYROLL_RUN_ID']} of "
+            f"{run['PRACTICE_LOCATION']} ({run['PAY_DATE']}) entered at {OFF_CYCLE_FACTOR}x: GROSS_PAY "
+            f"{run['before']} -> {run['GROSS_PAY']} (for the agent to find)",
+            [f"{base}/api/v1/tenants/{TENANT}"],
+        )
+
+    async def plant_off_cycle_payroll(self) -> dict[str, Any]:
+        """The scene: the newest payroll run of one location is entered in ADP at several times its usual gross
+        (through MCP's own write-back API, as a correction would be). The agent's insights run must find it in
+        gold; the demo never tells serving or writeback about it."""
+        got = await self.mcp("GET", "/api/v1/data/payroll_runs", params={"location": OFF_CYCLE_LOCATION, "limit": 1000})
+        if got.status_code != 200 or not got.json():
+            raise StepFailed(f"MCP payroll_runs of {OFF_CYCLE_LOCATION}: {got.status_code} {got.text[:200]}")
+        run = max(got.json(), key=lambda r: (r["PAY_DATE"], r["PAYROLL_RUN_ID"]))
+        if run["STATUS"] != "processed":  # planted already (a second demo on the same simulator)
+            return {**run, "before": "(already planted)"}
+        gross = Decimal(run["GROSS_PAY"]) * OFF_CYCLE_FACTOR
+        changes = {"GROSS_PAY": f"{gross:.2f}", "NET_PAY": f"{gross * Decimal('0.78'):.2f}",
+                   "TAXES_WITHHELD": f"{gross * Decimal('0.22'):.2f}", "STATUS": "off_cycle"}  # fmt: skip
+        body = {"entity_type": "payroll_runs", "entity_id": run["PAYROLL_RUN_ID"], "changes": changes,
+                "reason": "demo scene: an off-cycle run entered at several times the usual gross"}  # fmt: skip
+        headers = {"Authorization": f"Bearer {self.state.mcp_admin_key}", "X-Tenant-ID": TENANT,
+                   "Idempotency-Key": f"apev-demo-plant-{run['PAYROLL_RUN_ID']}"}  # fmt: skip
+        put = await self.http.post(
+            self.state.url("mcp") + "/api/v1/integrations/adp/update", json=body, headers=headers
+        )
+        if put.status_code != 200:
+            raise StepFailed(f"planting the off-cycle payroll run: {put.status_code} {put.text[:300]}")
+        return {**run, **changes, "before": run["GROSS_PAY"]}
 
     async def onboard(self) -> Outcome:
         from aiokafka import AIOKafkaProducer
@@ -401,8 +446,14 @@ class Demo:
         missing = [f"{loc} with {v}" for loc, v in expected if f"{loc} with {v}" not in out.get("answer", "")]
         if missing:
             raise StepFailed(f"the answer lacks {missing}: {out.get('answer')!r}")
-        runs = [v.get("run_id") for v in agent.get("versions") or []]
-        return Outcome(f"{QUESTION!r} -> {out['answer'][:160]!r} (= gold; deploy run {runs[-1] if runs else '?'})")
+        runs = [v.get("run_id") for v in agent.get("versions") or [] if v.get("run_id")]
+        links = []
+        if runs:
+            deploy = await self.dbx(functools.partial(_get_run, run_id=int(runs[-1])))
+            links.append(str(deploy.run_page_url))
+        return Outcome(
+            f"{QUESTION!r} -> {out['answer'][:160]!r} (= gold; deploy run {runs[-1] if runs else '?'})", links
+        )
 
     async def insights(self) -> Outcome:
         await self.landed("serving", "POST", "/api/v1/agents", "serving (insights jobs)")
@@ -430,29 +481,33 @@ class Demo:
             raise StepFailed(f"run {done['run_id']} succeeded but {cat}.gold.agent_insights has no row")
         self.insight_rows = rows
         kinds = ", ".join(f"{r[1]} ({r[4]})" for r in rows)
+        ids = {str(r[0]) for r in rows}
+
+        async def published() -> list[Any] | None:
+            events = await self.topic_events("insight.created", lambda e: e.tenantid == TENANT, timeout=5)
+            return events if {e.data.insight_id for e in events} >= ids else None
+
+        events = await self.until("serving's insight.created for every row", published)
+        mine = [e for e in events if e.data.insight_id in ids]
+        if len({e.id for e in mine}) != len(ids) or any(e.source != "/apev/serving" for e in mine):
+            raise StepFailed(f"insight.created for {len(ids)} rows: {[(e.id, e.source) for e in mine]}")
         run_page = await self.dbx(functools.partial(_get_run, run_id=int(done["run_id"])))
-        return Outcome(f"run {done['run_id']} SUCCESS; gold.agent_insights: {kinds}", [str(run_page.run_page_url)])
+        return Outcome(
+            f"run {done['run_id']} SUCCESS; gold.agent_insights: {kinds}; serving published {len(mine)} "
+            "insight.created",
+            [str(run_page.run_page_url)],
+        )
 
     async def writeback(self) -> Outcome:
+        """Serving published the insights run's rows as `insight.created`; writeback must hold the payroll one
+        (a write to ADP payroll runs), post it to Slack, apply it once approved there, and MCP must show it."""
         await self.landed("writeback", "GET", "/api/v1/writeback/insights", "writeback (held insights, Slack approval)")
-        from apev_contracts import InsightCreated
-
-        got = await self.mcp("GET", "/api/v1/data/employees", params={"limit": 1})
-        if got.status_code != 200 or not got.json():
-            raise StepFailed(f"MCP employees: {got.status_code} {got.text[:200]}")
-        employee = got.json()[0]
-        salary = f"{Decimal(employee['ANNUAL_SALARY']) + Decimal('1250.00'):.2f}"
-        insight_id = f"demo-payroll-{uuid.uuid4().hex[:12]}"
-        sinks = self.state.url("sinks")
-        before = len((await self.http.get(f"{sinks}/_admin/slack/messages")).json())
-        # Serving publishes insight.created only for new gold.agent_insights rows it finds after an insights run,
-        # and the demo tenant's data yields no payroll row: the demo publishes this one as the backend would.
-        payload = InsightCreated(
-            tenant_id=TENANT, insight_id=insight_id, agent_id=AGENT, target_system="adp", entity_type="employees",
-            entity_id=employee["EMPLOYEE_ID"], changes={"ANNUAL_SALARY": salary}, confidence=0.92,
-            reason="Salary below the location's band for this role (demo)",
-        )  # fmt: skip
-        await self.send(new_event(payload, tenant_id=TENANT, source=SOURCE))
+        payroll = [r for r in self.insight_rows if r[1] == "payroll_anomaly"]
+        if not payroll:
+            raise StepFailed(
+                f"the insights run wrote no payroll_anomaly row (rows: {[r[1] for r in self.insight_rows]})"
+            )
+        insight_id, run_id = str(payroll[0][0]), str(payroll[0][4])
 
         async def insight() -> dict[str, Any] | None:
             got = await self.api("writeback", "GET", f"/api/v1/writeback/insights/{insight_id}")
@@ -463,11 +518,15 @@ class Demo:
             view = (body or {}).get("insight", body or {})
             return view if view.get("state") == "held" and view.get("slack_posted_at") else None
 
-        view = await self.until("the insight held and posted to Slack", held)
+        view = await self.until(f"serving's insight {insight_id} held by writeback and posted to Slack", held)
+        if (view.get("target_system"), view.get("entity_type"), view.get("entity_id")) != ("adp", "payroll_runs",
+                                                                                           run_id):  # fmt: skip
+            raise StepFailed(f"writeback holds {view} for insight {insight_id}, not adp/payroll_runs/{run_id}")
+        sinks = self.state.url("sinks")
 
         async def message() -> dict[str, Any] | None:
             messages = (await self.http.get(f"{sinks}/_admin/slack/messages")).json()
-            mine = [m for m in messages[before:] if insight_id in json.dumps(m)]
+            mine = [m for m in messages if insight_id in json.dumps(m)]
             return mine[-1] if mine else None
 
         posted = await self.until("the approval message in the Slack stand-in", message)
@@ -481,23 +540,24 @@ class Demo:
         async def applied() -> dict[str, Any] | None:
             body = await insight()
             view = (body or {}).get("insight", body or {})
+            if view.get("state") == "failed":
+                raise StepFailed(f"the approved write-back failed: {view.get('detail')}")
             return view if view.get("state") == "applied" else None
 
         view = await self.until("the approved insight applied", applied)
-        now = await self.mcp("GET", "/api/v1/data/employees", params={"limit": 1000})
-        record = next((r for r in now.json() if r["EMPLOYEE_ID"] == employee["EMPLOYEE_ID"]), None)
-        if record is None or record["ANNUAL_SALARY"] != salary:
-            raise StepFailed(
-                f"MCP shows {record and record['ANNUAL_SALARY']} for {employee['EMPLOYEE_ID']}, not {salary}"
-            )
+        now = await self.mcp("GET", "/api/v1/data/payroll_runs", params={"location": OFF_CYCLE_LOCATION, "limit": 1000})
+        record = next((r for r in now.json() if r["PAYROLL_RUN_ID"] == run_id), None)
+        if record is None or record["STATUS"] != REVIEW_STATUS:
+            raise StepFailed(f"MCP shows STATUS {record and record['STATUS']} for {run_id}, not {REVIEW_STATUS}")
         changes = (await self.mcp("GET", "/api/v1/integrations/adp/changes", params={"limit": 1000})).json()
-        mine = [c for c in changes if json.dumps(c).find(employee["EMPLOYEE_ID"]) >= 0]
-        if not mine:
-            raise StepFailed("the simulator recorded no write-back change for the employee")
+        mine = [c for c in changes if c["entity_id"] == run_id and c["changes"].get("STATUS") == REVIEW_STATUS]
+        if len(mine) != 1:
+            raise StepFailed(f"the simulator recorded {len(mine)} write-backs of STATUS to {run_id}, not one")
         return Outcome(
-            f"{insight_id}: held ({view.get('policy_reason') or 'payroll'}), Slack message {posted['id']}, "
-            f"approved by {DEMO_APPROVER}, MCP {employee['EMPLOYEE_ID']} ANNUAL_SALARY={salary} "
-            f"(change {view.get('change_id')})"
+            f"serving's insight {insight_id[:8]} (payroll_anomaly, {run_id}): held "
+            f"({view.get('policy_reason') or 'payroll'}), Slack message {posted['id']}, approved by {DEMO_APPROVER}, "
+            f"MCP {run_id} STATUS={record['STATUS']} version {record['VERSION']} (change {mine[0]['change_id']})",
+            [f"{self.state.url('writeback')}/api/v1/writeback/insights/{insight_id}"],
         )
 
     async def send(self, event: Any) -> None:
@@ -512,13 +572,160 @@ class Demo:
         finally:
             await producer.stop()
 
+    async def topic_events(self, topic: str, match: Callable[[Any], bool], timeout: float = 30.0) -> list[Any]:
+        """The events on `topic` (from its start) that `match`: read until the topic's end once one matched, or
+        until `timeout` (then whatever matched, maybe nothing)."""
+        from aiokafka import AIOKafkaConsumer
+
+        from apev_contracts.envelope import decode
+
+        consumer = AIOKafkaConsumer(
+            self.state.topic_prefix + topic, bootstrap_servers=self.state.bootstrap, auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )  # fmt: skip
+        await consumer.start()
+        found: list[Any] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for r in records:
+                        event = decode(r.value, list(r.headers), topic=topic)
+                        if match(event):
+                            found.append(event)
+                if found and not batch:
+                    return found
+        finally:
+            await consumer.stop()
+        return found
+
     async def cost(self) -> Outcome:
-        await self.landed("monitor", "GET", f"/api/v1/monitor/tenants/{TENANT}/cost", "monitor (cost samples)")
-        raise Skipped("monitor's routes answer, but the demo's cost step is not written yet")
+        """Monitor samples system.billing.usage now; the tenant's job DBUs in its cost API and on `cost.sampled`
+        must equal a direct SQL sum over the same system table."""
+        await self.landed("monitor", "POST", "/api/v1/monitor/cost/samples", "monitor (billing sampler)")
+        sampled = await self.api("monitor", "POST", "/api/v1/monitor/cost/samples")
+        if sampled.status_code != 200:
+            raise StepFailed(f"POST /api/v1/monitor/cost/samples answered {sampled.status_code}: {sampled.text[:300]}")
+        published = sampled.json()["published"]
+        rows = await self.sql_rows(JOBS_COST_SQL)
+        if not rows:
+            raise StepFailed(f"system.billing.usage has no {JOBS_SKU} row tagged ap_tenant_id={TENANT}")
+        day, dbus, dollars = rows[-1][0], Decimal(rows[-1][1]), Decimal(rows[-1][2])
+        places = Decimal("0.000001")
+        got = await self.api("monitor", "GET", f"/api/v1/monitor/tenants/{TENANT}/cost", params={"from": day})
+        days = {d["usage_date"]: d for d in got.json().get("days", [])} if got.status_code == 200 else {}
+        skus = {x["sku"]: x for x in days.get(day, {}).get("skus", [])}
+        jobs = skus.get(JOBS_SKU)
+        if jobs is None:
+            raise StepFailed(f"monitor's cost API has no {JOBS_SKU} for {TENANT} on {day}: {got.text[:300]}")
+        if (Decimal(jobs["dbus"]), Decimal(jobs["dollars"])) != (dbus.quantize(places), dollars.quantize(places)):
+            raise StepFailed(f"monitor says {jobs['dbus']} DBUs / ${jobs['dollars']}, system.billing.usage "
+                             f"{dbus} DBUs / ${dollars}")  # fmt: skip
+        if dollars <= 0:
+            raise StepFailed(f"{TENANT}'s {JOBS_SKU} on {day} costs {dollars}")
+
+        def the_sample(e: Any) -> bool:
+            return bool(e.id == jobs["event_id"] and e.tenantid == TENANT and e.data.sku == JOBS_SKU)
+
+        events = await self.until("the sample on cost.sampled", lambda: self.topic_events("cost.sampled", the_sample))
+        event = events[0]
+        if (event.data.dbus, event.data.dollars) != (Decimal(jobs["dbus"]), Decimal(jobs["dollars"])):
+            raise StepFailed(f"cost.sampled {event.id} carries {event.data.dbus} DBUs / ${event.data.dollars}")
+        total = days[day]
+        return Outcome(
+            f"cost.sampled {event.id[:8]} (revision {event.data.revision}): {TENANT} {day} {JOBS_SKU} "
+            f"{event.data.dbus} DBUs = ${event.data.dollars} (= system.billing.usage); all SKUs that day "
+            f"{total['dbus']} DBUs = ${total['dollars']}; {len(published)} sample(s) published now",
+            [f"{self.state.url('monitor')}/api/v1/monitor/tenants/{TENANT}/cost", console_link(self.state)],
+        )
 
     async def alert(self) -> Outcome:
+        """A job whose SQL task reads a table no data source provides fails twice; monitor's job_failures rule
+        must page exactly once (one PagerDuty incident by its dedup key, one Slack message naming the job)."""
         await self.landed("monitor", "GET", "/api/v1/monitor/alerts", "monitor (alerts to PagerDuty and Slack)")
-        raise Skipped("monitor's routes answer, but the demo's alert step is not written yet")
+        cat = naming.catalog_name(TENANT)
+        path = f"/Shared/apev-demo/{ALERT_JOB_KEY}.sql"
+        sql_text = f"-- reconcile claims against collections (no data source provides claims yet)\n" \
+            f"SELECT count(*) AS claims FROM {cat}.silver.claims;\n"  # fmt: skip
+        await self.dbx(functools.partial(_upload, path=path, content=sql_text))
+        body = {
+            "kind": "adhoc", "key": ALERT_JOB_KEY,
+            "job": {"tasks": [{"task_key": "reconcile", "sql_task": {"file": path}}],
+                    "description": "Demo: reconcile claims (fails: silver.claims does not exist)"},
+            "action": {"type": "run"},
+        }  # fmt: skip
+        made = await self.api("jobs", "POST", "/api/v1/databricks/jobs", json=body)
+        if made.status_code != 202:
+            raise StepFailed(f"POST /api/v1/databricks/jobs answered {made.status_code}: {made.text[:300]}")
+        first = await self._run_outcome(made.json()["request_id"])
+        job_id = str(first["job_id"])
+        again = await self.api("jobs", "POST", f"/api/v1/databricks/jobs/{job_id}/run", json={})
+        if again.status_code != 202:
+            raise StepFailed(f"POST jobs/{job_id}/run answered {again.status_code}: {again.text[:300]}")
+        second = await self._run_outcome(again.json()["request_id"])
+        for run in (first, second):
+            if run["run_state"]["result_state"] != "FAILED":
+                raise StepFailed(f"run {run['run_id']} of job {job_id} ended {run['run_state']}, not FAILED")
+
+        async def firing() -> dict[str, Any] | None:
+            got = await self.api("monitor", "GET", "/api/v1/monitor/alerts", params={"rule": "job_failures"})
+            mine = [a for a in got.json().get("alerts", []) if a["labels"].get("job_id") == job_id]
+            return mine[0] if mine and mine[0]["state"] == "firing" else None
+
+        alert = await self.until(f"monitor's job_failures alert for job {job_id} firing", firing, 60)
+
+        async def delivered() -> dict[str, Any] | None:
+            got = await self.api("monitor", "GET", f"/api/v1/monitor/alerts/{alert['fingerprint']}")
+            notes = got.json().get("notifications", []) if got.status_code == 200 else []
+            done = {n["receiver"]: n for n in notes if n["status"] == "delivered"}
+            return done if {"pagerduty", "slack"} <= set(done) else None
+
+        notes = await self.until("the page delivered to PagerDuty and Slack", delivered, 90)
+        dedup = notes["pagerduty"]["dedup_key"]
+        sinks = self.state.url("sinks")
+        needle = f"(job {job_id})"
+
+        async def received() -> tuple[list[Any], list[Any]]:
+            incidents = (await self.http.get(f"{sinks}/_admin/pagerduty/incidents", params={"dedup_key": dedup})).json()
+            messages = (await self.http.get(f"{sinks}/_admin/slack/messages")).json()
+            return incidents, [m for m in messages if needle in json.dumps(m)]
+
+        incidents, messages = await self.until("the incident and the message in the stand-ins", received)
+        await asyncio.sleep(ALERT_SETTLE_SECONDS)  # further evaluations must not page again
+        incidents, messages = await received()
+        if len(incidents) != 1 or len(messages) != 1:
+            raise StepFailed(f"job {job_id}: {len(incidents)} PagerDuty incidents for dedup key {dedup} and "
+                             f"{len(messages)} Slack messages naming it; expected exactly one each")  # fmt: skip
+        incident = incidents[0]
+        if incident.get("trigger_count", 1) != 1:
+            raise StepFailed(f"incident {incident['id']} was triggered {incident['trigger_count']} times")
+        return Outcome(
+            f"job {job_id} runs {first['run_id']}, {second['run_id']} FAILED -> alert {alert['fingerprint'][:12]} "
+            f"firing ({alert['summary'][:80]}) -> PagerDuty incident {incident['id']} ({incident['status']}, "
+            f"dedup {dedup[:12]}), Slack message {messages[0]['id']}: one each after {ALERT_SETTLE_SECONDS:.0f}s more",
+            [
+                first["run_page_url"],
+                second["run_page_url"],
+                f"{sinks}/_admin/pagerduty/incidents/{incident['id']}",
+                console_link(self.state),
+            ],
+        )
+
+    async def _run_outcome(self, request_id: str) -> dict[str, Any]:
+        """Wait for the jobs service's request to have a finished run; its view plus the run page."""
+
+        async def finished() -> dict[str, Any] | None:
+            got = await self.api("jobs", "GET", f"/api/v1/databricks/requests/{request_id}")
+            body = got.json() if got.status_code == 200 else {}
+            if body.get("state") == "failed":
+                raise StepFailed(f"the jobs service failed request {request_id}: {body.get('error')}")
+            state = body.get("run_state")
+            return body if state and not state["active"] and state["result_state"] else None
+
+        done = await self.until(f"the run of request {request_id}", finished)
+        run = await self.dbx(functools.partial(_get_run, run_id=int(done["run_id"])))
+        return {**done, "run_page_url": str(run.run_page_url)}
 
 
 class _RemoteWorkspace:
@@ -541,8 +748,21 @@ def ensure_chat_endpoint(host: str, token: str) -> str:
     return ensure_local_chat_endpoint(_RemoteWorkspace(host, token))  # type: ignore[arg-type]
 
 
+def console_link(state: StackState) -> str:
+    """The operator console, served by the monitor service under `/console/`."""
+    return f"{state.url('monitor')}/console/"
+
+
 def _get_run(w: WorkspaceClient, run_id: int) -> Any:
     return w.jobs.get_run(run_id)
+
+
+def _upload(w: WorkspaceClient, path: str, content: str) -> None:
+    from databricks.sdk.service.workspace import ImportFormat
+
+    w.workspace.mkdirs(path.rsplit("/", 1)[0])
+    body = base64.b64encode(content.encode()).decode()
+    w.workspace.import_(path=path, content=body, format=ImportFormat.AUTO, overwrite=True)
 
 
 def summary_json(results: list[StepResult], total_seconds: float) -> str:

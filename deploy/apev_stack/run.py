@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from apev_contracts.topics import all_topics
-from apev_stack.demo import Demo, StepResult, summary_json
+from apev_stack.demo import Demo, StepResult, console_link, summary_json
 from apev_stack.kafka import KafkaBroker, create_topics, free_port
 from apev_stack.paths import state_dir
 from apev_stack.state import StackState, remove_state, write_state
@@ -52,6 +52,8 @@ def closing_table(state: StackState, kafka_log: Path | None) -> Table:
             else ""
         )
         table.add_row(part, url + extra, state.logs.get(part, ""))
+    console_url = console_link(state)
+    table.add_row("console", f"[link={console_url}]{console_url}[/link]  (operator console, served by monitor)", "")
     return table
 
 

@@ -8,6 +8,7 @@ their offsets) and the stand-ins after, each with SIGTERM and a grace period, SI
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,6 +39,12 @@ LOCAL_MCP_WEBHOOK_SECRET = "apev-local-mcp-webhook"  # noqa: S105
 LOCAL_SLACK_SIGNING_SECRET = "apev-local-slack-signing-secret"  # noqa: S105
 DEMO_APPROVER = "U0DEMOOPS"
 APPROVALS_WEBHOOK = "/services/T0APEV0000/B0ALERTS00/apev-local-alerts"  # the Slack stand-in's #alerts default
+BILLING_WEBHOOK = "/services/T0APEV0000/B0BILLING0/apev-local-billing"  # the Slack stand-in's #billing default
+PAGERDUTY_ROUTING_KEY = "apevlocalpagerdutyroutingkey0001"  # the PagerDuty stand-in's apev-oncall service
+# The monitor evaluates its rules every 2 s here (15 s by default) so a page follows a failure within seconds;
+# its billing sampler re-reads system.billing.usage every 60 s (900 s by default).
+MONITOR_INTERVALS = {"MONITOR_EVALUATE_INTERVAL_SECONDS": "2", "MONITOR_SAMPLE_INTERVAL_SECONDS": "60"}
+READY_TIMEOUT = 240.0  # seconds each group (stand-ins, services) may take to answer; a loaded 2-core box needs ~2 min
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green", "red"]
 SERVICES = ["ingest", "jobs", "serving", "writeback", "monitor"]
 STAND_INS = ["workspace", "mcp", "sinks"]
@@ -119,6 +126,16 @@ def plan(bootstrap: str, data: Path, ports: dict[str, int], topic_prefix: str = 
             env["WRITEBACK_SLACK_SIGNING_SECRET"] = LOCAL_SLACK_SIGNING_SECRET
         if name == "jobs":
             env |= {"JOBS_WEBHOOK_PASSWORD": LOCAL_WEBHOOK_PASSWORD, "JOBS_RECONCILE_INTERVAL_SECONDS": "5"}
+        if name == "monitor":  # alerts go to the stand-ins: #alerts and #billing, PagerDuty, SMTP
+            webhooks = {"alerts": sinks_url + APPROVALS_WEBHOOK, "billing": sinks_url + BILLING_WEBHOOK}
+            env |= MONITOR_INTERVALS | {
+                "MONITOR_SLACK_WEBHOOKS": json.dumps(webhooks),
+                "MONITOR_PAGERDUTY_EVENTS_URL": sinks_url,
+                "MONITOR_PAGERDUTY_ROUTING_KEY": PAGERDUTY_ROUTING_KEY,
+                "MONITOR_SMTP_HOST": "127.0.0.1",
+                "MONITOR_SMTP_PORT": str(smtp),
+                "MONITOR_EMAIL_TO": json.dumps(["finance@demo-dental.local"]),
+            }
         services.append(Child(name, [py, "-m", f"apev_{name}"], f"http://127.0.0.1:{port}/readyz", env))
     return stand_ins, services
 
@@ -197,8 +214,6 @@ def _wait_ready(children: list[Child], timeout: float, stopping: threading.Event
 
 
 def _put_json(url: str, body: dict[str, str]) -> None:
-    import json
-
     request = urllib.request.Request(  # noqa: S310 - fixed local URL
         url, data=json.dumps(body).encode(), method="PUT", headers={"Content-Type": "application/json"}
     )
@@ -278,7 +293,7 @@ class Stack:
                 _start(child, self.logs_dir, COLORS[index % len(COLORS)] if self.echo else None)
                 self.started.append(child)
                 index += 1
-            _wait_ready(group, 120.0, stopping)
+            _wait_ready(group, READY_TIMEOUT, stopping)
             for child in group:
                 if on_ready:
                     on_ready(child.name)

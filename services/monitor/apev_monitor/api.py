@@ -267,8 +267,8 @@ def routes(service: MonitorService, verifier: JwtVerifier | None) -> list[BaseRo
             day["skus"].append(
                 {
                     "sku": r.sku,
-                    "dbus": str(Decimal(r.dbus)),
-                    "dollars": str(Decimal(r.dollars)),
+                    "dbus": _money(r.dbus),  # at the contract's precision: SQLite keeps NUMERIC as a float
+                    "dollars": _money(r.dollars),
                     "revision": r.revision,
                     "event_id": r.event_id,
                 }
