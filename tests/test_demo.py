@@ -37,14 +37,14 @@ def _project_processes(state: Path) -> list[str]:
     return found
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_make_demo_exits_0_with_every_step_verified_in_under_3_minutes(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MCP_"))}
     env |= {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "APEV_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
     started = time.monotonic()
     done = subprocess.run(
         ["make", "--no-print-directory", "demo"], cwd=repo_root(), env=env, capture_output=True, text=True,
-        timeout=380, check=False,
+        timeout=560, check=False,
     )  # fmt: skip
     elapsed = time.monotonic() - started
     lines = done.stdout.strip().splitlines()
@@ -57,7 +57,6 @@ def test_make_demo_exits_0_with_every_step_verified_in_under_3_minutes(kafka_boo
         assert s["seconds"] >= 0
     assert 0 < summary["total_seconds"] <= elapsed
     print(f"make demo: {elapsed:.1f}s wall; " + ", ".join(f"{s['name']} {s['seconds']}s" for s in summary["steps"]))
-    assert elapsed < BUDGET_SECONDS, f"make demo took {elapsed:.0f}s (budget {BUDGET_SECONDS}s): {summary}"
     out = done.stdout
     assert "run 1" in out and "#job/" in out  # run ids and run page links on the step lines
     assert "/console/" in out  # the operator console's link on the monitor's steps
@@ -66,3 +65,4 @@ def test_make_demo_exits_0_with_every_step_verified_in_under_3_minutes(kafka_boo
     assert {p.name for p in logs.iterdir()} >= {f"{n}.log" for n in ("workspace", "mcp", "sinks", "ingest", "jobs")}
     assert not _project_processes(tmp_path), "the demo left processes running"
     assert not (tmp_path / "demo" / "run" / "stack.json").exists()
+    assert elapsed < BUDGET_SECONDS, f"make demo took {elapsed:.0f}s (budget {BUDGET_SECONDS}s): {summary}"

@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +39,7 @@ OFF_CYCLE_LOCATION = "downtown_007"
 OFF_CYCLE_FACTOR = Decimal(3)
 REVIEW_STATUS = "under_review"  # what the agent's payroll insight proposes for the run (demo_agent.py)
 JOBS_SKU = "STANDARD_JOBS_COMPUTE"
+GOLD_STEP = "gold tables equal MCP"
 ALERT_JOB_KEY = "claims-reconcile"
 # The tenant's job DBUs and dollars per day, straight from the system tables the sampler reads (fixed names).
 JOBS_COST_SQL = (
@@ -117,6 +119,10 @@ class Demo:
         self.datasources: dict[str, dict[str, Any]] = {}
         self.results: list[StepResult] = []
         self.insight_rows: list[list[Any]] = []
+        # The failing job of the last step starts as soon as gold is there (see `run`), so monitor's group_wait
+        # (30 s) passes while the agent is deployed instead of at the end.
+        self.failing: asyncio.Task[tuple[dict[str, Any], dict[str, Any]]] | None = None
+        self.began = datetime.now(UTC)
 
     # ------------------------------------------------------------------ clients
 
@@ -189,6 +195,8 @@ class Demo:
             result = await self.run_step(name, fn)
             if result.ok is False:
                 break  # later steps build on this one; they are reported as not run
+            if name == GOLD_STEP and steps is None:
+                self.failing = asyncio.create_task(self.fail_twice())
         done = {r.name for r in self.results}
         for name, _ in steps or self.steps():
             if name not in done:
@@ -201,7 +209,7 @@ class Demo:
             ("onboard ADP, NetSuite, DentalIntel", self.onboard),
             ("catalog, principals, grants", self.catalog),
             ("ingestion runs and tasks", self.ingestion_runs),
-            ("gold tables equal MCP", self.gold),
+            (GOLD_STEP, self.gold),
             ("agent answers", self.agent),
             ("insights run", self.insights),
             ("payroll insight held, approved, written", self.writeback),
@@ -210,6 +218,9 @@ class Demo:
         ]
 
     async def close(self) -> None:
+        if self.failing is not None and not self.failing.done():
+            self.failing.cancel()
+            await asyncio.wait([self.failing])
         await self.http.aclose()
 
     # ------------------------------------------------------------------ steps
@@ -516,9 +527,18 @@ class Demo:
         async def held() -> dict[str, Any] | None:
             body = await insight()
             view = (body or {}).get("insight", body or {})
-            return view if view.get("state") == "held" and view.get("slack_posted_at") else None
+            earlier = view.get("state") == "applied" and _at(view["decided_at"]) < self.began
+            return view if earlier or (view.get("state") == "held" and view.get("slack_posted_at")) else None
 
         view = await self.until(f"serving's insight {insight_id} held by writeback and posted to Slack", held)
+        if view["state"] == "applied":  # `make run` on an earlier stack's data: approved and written back then
+            if view.get("decided_by") != DEMO_APPROVER or not view.get("change_id"):
+                raise StepFailed(f"insight {insight_id} applied on an earlier run, but not as approved: {view}")
+            return Outcome(
+                f"serving's insight {insight_id[:8]} ({run_id}) was held, approved by {view['decided_by']} and "
+                f"written back on an earlier run at {view['decided_at']} (change {view['change_id']}); not again",
+                [f"{self.state.url('writeback')}/api/v1/writeback/insights/{insight_id}"],
+            )
         if (view.get("target_system"), view.get("entity_type"), view.get("entity_id")) != ("adp", "payroll_runs",
                                                                                            run_id):  # fmt: skip
             raise StepFailed(f"writeback holds {view} for insight {insight_id}, not adp/payroll_runs/{run_id}")
@@ -604,6 +624,8 @@ class Demo:
         """Monitor samples system.billing.usage now; the tenant's job DBUs in its cost API and on `cost.sampled`
         must equal a direct SQL sum over the same system table."""
         await self.landed("monitor", "POST", "/api/v1/monitor/cost/samples", "monitor (billing sampler)")
+        if self.failing is not None:  # no run may finish between the sample and the direct SQL sum
+            await asyncio.wait([self.failing])
         sampled = await self.api("monitor", "POST", "/api/v1/monitor/cost/samples")
         if sampled.status_code != 200:
             raise StepFailed(f"POST /api/v1/monitor/cost/samples answered {sampled.status_code}: {sampled.text[:300]}")
@@ -640,14 +662,15 @@ class Demo:
             [f"{self.state.url('monitor')}/api/v1/monitor/tenants/{TENANT}/cost", console_link(self.state)],
         )
 
-    async def alert(self) -> Outcome:
-        """A job whose SQL task reads a table no data source provides fails twice; monitor's job_failures rule
-        must page exactly once (one PagerDuty incident by its dedup key, one Slack message naming the job)."""
-        await self.landed("monitor", "GET", "/api/v1/monitor/alerts", "monitor (alerts to PagerDuty and Slack)")
+    async def fail_twice(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An ad-hoc job whose SQL task reads a table no data source provides, created and run twice through the
+        jobs service; both runs must FAIL in the workspace."""
         cat = naming.catalog_name(TENANT)
         path = f"/Shared/apev-demo/{ALERT_JOB_KEY}.sql"
-        sql_text = f"-- reconcile claims against collections (no data source provides claims yet)\n" \
-            f"SELECT count(*) AS claims FROM {cat}.silver.claims;\n"  # fmt: skip
+        sql_text = (
+            "-- reconcile claims against collections (no data source provides claims yet)\n"
+            f"SELECT count(*) AS claims FROM {cat}.silver.claims;\n"
+        )
         await self.dbx(functools.partial(_upload, path=path, content=sql_text))
         body = {
             "kind": "adhoc", "key": ALERT_JOB_KEY,
@@ -667,6 +690,14 @@ class Demo:
         for run in (first, second):
             if run["run_state"]["result_state"] != "FAILED":
                 raise StepFailed(f"run {run['run_id']} of job {job_id} ended {run['run_state']}, not FAILED")
+        return first, second
+
+    async def alert(self) -> Outcome:
+        """The job failing twice (started after the gold step): monitor's job_failures rule must page exactly
+        once (one PagerDuty incident by its dedup key, one Slack message naming the job)."""
+        await self.landed("monitor", "GET", "/api/v1/monitor/alerts", "monitor (alerts to PagerDuty and Slack)")
+        first, second = await (self.failing or self.fail_twice())
+        job_id = str(first["job_id"])
 
         async def firing() -> dict[str, Any] | None:
             got = await self.api("monitor", "GET", "/api/v1/monitor/alerts", params={"rule": "job_failures"})
@@ -691,6 +722,18 @@ class Demo:
             messages = (await self.http.get(f"{sinks}/_admin/slack/messages")).json()
             return incidents, [m for m in messages if needle in json.dumps(m)]
 
+        sent_at = min(_at(a["at"]) for n in notes.values() for a in n["attempts"] if a["outcome"] == "delivered")
+        if sent_at < self.began:  # `make run` on an earlier stack's data: the alert was firing and paged then
+            await asyncio.sleep(ALERT_SETTLE_SECONDS)
+            incidents, messages = await received()
+            if incidents or messages:
+                raise StepFailed(f"job {job_id} paged again: {len(incidents)} incidents, {len(messages)} messages")
+            return Outcome(
+                f"job {job_id} runs {first['run_id']}, {second['run_id']} FAILED; alert {alert['fingerprint'][:12]} "
+                f"still firing since an earlier run, which paged at {sent_at:%H:%M:%S}: no second page now "
+                "(repeat_interval 4h; the stand-ins, restarted, received nothing new)",
+                [first["run_page_url"], second["run_page_url"], console_link(self.state)],
+            )
         incidents, messages = await self.until("the incident and the message in the stand-ins", received)
         await asyncio.sleep(ALERT_SETTLE_SECONDS)  # further evaluations must not page again
         incidents, messages = await received()
@@ -701,8 +744,9 @@ class Demo:
         if incident.get("trigger_count", 1) != 1:
             raise StepFailed(f"incident {incident['id']} was triggered {incident['trigger_count']} times")
         return Outcome(
-            f"job {job_id} runs {first['run_id']}, {second['run_id']} FAILED -> alert {alert['fingerprint'][:12]} "
-            f"firing ({alert['summary'][:80]}) -> PagerDuty incident {incident['id']} ({incident['status']}, "
+            f"job {job_id} runs {first['run_id']}, {second['run_id']} FAILED (started after the gold step) -> "
+            f"alert {alert['fingerprint'][:12]} firing ({alert['summary'][:80]}) -> PagerDuty incident "
+            f"{incident['id']} ({incident['status']}, "
             f"dedup {dedup[:12]}), Slack message {messages[0]['id']}: one each after {ALERT_SETTLE_SECONDS:.0f}s more",
             [
                 first["run_page_url"],
@@ -751,6 +795,11 @@ def ensure_chat_endpoint(host: str, token: str) -> str:
 def console_link(state: StackState) -> str:
     """The operator console, served by the monitor service under `/console/`."""
     return f"{state.url('monitor')}/console/"
+
+
+def _at(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _get_run(w: WorkspaceClient, run_id: int) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from typing import IO
 
 from rich.console import Console
 
-from apev_stack.kafka import free_port, stop_process_group
+from apev_stack.kafka import stop_process_group
 from apev_stack.paths import repo_root
 from apev_stack.state import StackState
 
@@ -65,9 +66,20 @@ def port_var(part: str) -> str:
 def choose_ports(free: bool = False) -> dict[str, int]:
     """Each part's port: its variable (`WORKSPACE_PORT`, `JOBS_HTTP_PORT`, ...), else the default (or a free one)."""
     out = {}
-    for part, default in DEFAULT_PORTS.items():
-        value = os.environ.get(port_var(part))
-        out[part] = int(value) if value else (free_port() if free else default)
+    held: list[socket.socket] = []  # every free port stays bound until all are chosen: no two parts get one port
+    try:
+        for part, default in DEFAULT_PORTS.items():
+            value = os.environ.get(port_var(part))
+            if value or not free:
+                out[part] = int(value) if value else default
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            out[part] = int(s.getsockname()[1])
+    finally:
+        for s in held:
+            s.close()
     return out
 
 
