@@ -66,6 +66,7 @@ def credentials(state: StackState) -> list[str]:
         f"KAFKA_BOOTSTRAP_SERVERS={state.bootstrap}"
         + (f" KAFKA_TOPIC_PREFIX={state.topic_prefix}" if state.topic_prefix else ""),
         f"Stack state for the CLI: {state_dir() / 'run' / 'stack.json'}   (`python -m apev_stack --help`)",
+        f"Operator console: {console_link(state)}   (served by monitor)",
     ]
 
 
