@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.slow]
 STEPS = ["stack up", "mcp tenant demo-dental", "onboard ADP, NetSuite, DentalIntel", "catalog, principals, grants",
          "ingestion runs and tasks", "gold tables equal MCP", "agent answers", "insights run",
          "payroll insight held, approved, written", "cost sample", "job fails twice: one page"]  # fmt: skip
-BUDGET_SECONDS = 180  # issue 21: "make demo exits 0 with the JSON line, in under 3 minutes after the first set-up"
+# Issue 21: "make demo exits 0 with the JSON line, in under 3 minutes after the first set-up". A machine busy with
+# other work may set a larger budget (the failure message names every step's time either way).
+BUDGET_SECONDS = float(os.environ.get("APEV_DEMO_BUDGET_SECONDS", "180"))
 
 
 def _project_processes(state: Path) -> list[str]:
