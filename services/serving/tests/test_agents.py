@@ -397,7 +397,7 @@ async def test_insights_job_appends_each_insight_once(stack: Stack, demo: dict[s
     first = rows()
     assert [(k, e, r) for k, e, r, _ in first] == [
         ("collection_rate_fell", "northgate_002", "false"),
-        ("payroll_anomaly", "riverside_003", "true"),
+        ("payroll_anomaly", "PR-003-0003", "true"),  # riverside_003's largest run of its anomalous month
     ]
     await run_once()
     assert rows() == first  # stable insight ids: the second run appends nothing

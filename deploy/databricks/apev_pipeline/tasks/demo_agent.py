@@ -104,8 +104,8 @@ QUERIES: dict[str, tuple[str, str]] = {
     ),
     "payroll_change": (
         "gold.payroll_summary",
-        "SELECT practice_location, month, gross_pay, previous_month, previous_gross_pay FROM ("
-        "SELECT practice_location, month, gross_pay, "
+        "SELECT practice_location, month, gross_pay, previous_month, previous_gross_pay, largest_run_id FROM ("
+        "SELECT practice_location, month, gross_pay, largest_run_id, "
         "lag(month) OVER (PARTITION BY practice_location ORDER BY month) AS previous_month, "
         "lag(gross_pay) OVER (PARTITION BY practice_location ORDER BY month) AS previous_gross_pay, "
         "row_number() OVER (PARTITION BY practice_location ORDER BY month DESC) AS newest FROM {t}) "
@@ -273,7 +273,8 @@ def _tool_message(messages: list[dict[str, Any]], result: dict[str, Any]) -> dic
 
 def insights(config: dict[str, Any]) -> dict[str, Any]:
     """A location whose collection rate fell month over month; a location whose gross payroll moved by more
-    than 25 % month over month (flagged for review). Each with a stable key, so re-runs do not duplicate."""
+    than 25 % month over month (its largest payroll run of the month proposed `STATUS: under_review` in ADP,
+    flagged for review). Each with a stable key, so re-runs do not duplicate."""
     _, results = _plan_and_run(config, "Find insights: anomalies to flag for review.")
     found = []
     for result in results:
@@ -300,13 +301,13 @@ def insights(config: dict[str, Any]) -> dict[str, Any]:
                 )
             else:
                 found.append(
-                    {
+                    {  # the month's largest payroll run is put under review in ADP (held for approval)
                         "key": f"payroll_change:{loc}:{month}",
                         "kind": "payroll_anomaly",
                         "target_system": "adp",
                         "entity_type": "payroll_runs",
-                        "entity_id": loc,
-                        "changes": {"gross_pay": r["gross_pay"], "previous_gross_pay": r["previous_gross_pay"]},
+                        "entity_id": r["largest_run_id"],
+                        "changes": {"STATUS": "under_review"},
                         "reason": reason,
                         "confidence": 0.6,
                         "review_required": True,
