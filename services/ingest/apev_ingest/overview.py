@@ -79,7 +79,6 @@ def _counts(w: WorkspaceClient, catalog: str, warehouse: str) -> list[dict[str, 
                 if done.status is not None and done.status.state == sql.StatementState.SUCCEEDED and done.result:
                     data = done.result.data_array or []
                     rows = int(data[0][0] or 0) if data else 0
-
                 else:
                     error = str(done.status.error.message if done.status and done.status.error else "no result")
             else:

@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         service.tenants,
         bootstrap=settings.kafka_bootstrap_servers,
         topic_prefix=settings.kafka_topic_prefix,
-        dlq=dlq,
+        dlq=DlqOffsets(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix),  # its own consumer
         poll_seconds=settings.console_poll_seconds,
         cookie_secure=settings.console_cookie_secure,
         key=settings.jwt_secret.get_secret_value().encode() if settings.jwt_secret else None,
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     async def close_console(stop: asyncio.Event) -> None:
         await stop.wait()
         await clients.aclose()
+        await console.dlq.close()
 
     runtime.background += [close, close_console]
     app = build_app(runtime, routes=[*api.routes(service, runtime.jwt), *console.routes()])
