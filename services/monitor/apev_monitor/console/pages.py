@@ -9,6 +9,7 @@ back to the page with a one-line notice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -120,7 +121,12 @@ class Console:
                 if admin and not s.is_admin:
                     return self.refused(request, AuthError(403, f"the {name} page is for platform admins only"))
                 started = time.monotonic()
-                ctx = await loader(request, s)
+                try:
+                    ctx = await loader(request, s)
+                except Exception as exc:  # shown, not swallowed: the page says what broke
+                    log.exception("console_page_failed", page=name)
+                    why = f"the {name} page failed: {type(exc).__name__}: {exc}"[:500]
+                    return self.render("forbidden.html", 500, why=why, nav=[], s=None, title="Error")
                 ctx |= self.common(request, s, name)
                 ctx["took_ms"] = round((time.monotonic() - started) * 1000)
                 if request.query_params.get("fragment"):
@@ -232,7 +238,8 @@ class Console:
             if not listed.ok:
                 errors.append(f"{tenant}: {listed.error}")
                 continue
-            for ds in listed.get("datasources", []):
+
+            async def one(ds: dict[str, Any], tenant: str = tenant) -> dict[str, Any]:
                 full = await self.api(s, "ingest", "GET", f"/api/v1/datasources/{ds['datasource_id']}", tenant=tenant)
                 item = full.body if full.ok else ds
                 last = item.get("last_run") or {}
@@ -240,17 +247,19 @@ class Console:
                 if last.get("run_id"):
                     got = await self.api(s, "jobs", "GET", f"/api/v1/databricks/runs/{last['run_id']}", tenant=tenant)
                     run = _run_view(got.body) if got.ok else {"error": got.error}
-                rows.append({"ds": item, "run": run})
-        tables = None
-        if request.query_params.get("all") != "1":
-            tables = await self.api(s, "ingest", "GET", f"/api/v1/tenants/{s.tenant}/tables")
+                return {"ds": item, "run": run}
+
+            rows += await asyncio.gather(*(one(ds) for ds in listed.get("datasources", [])[:50]))
         return {
             "tenants": visible,
             "rows": rows,
             "errors": errors,
-            "tables": tables,
             "all": request.query_params.get("all") == "1",
         }
+
+    async def tables_data(self, request: Request, s: Session) -> dict[str, Any]:
+        """Row counts take a statement per table: their own fragment, loaded after the page."""
+        return {"tables": await self.api(s, "ingest", "GET", f"/api/v1/tenants/{s.tenant}/tables")}
 
     # ------------------------------------------------------------------ runs
 
@@ -521,6 +530,7 @@ class Console:
             Route(f"{PREFIX}/login", self.login, methods=["POST"]),
             Route(f"{PREFIX}/logout", self.logout, methods=["POST"]),
             Route(f"{PREFIX}/tenants", self.page("tenants", self.tenants_data), methods=["GET"]),
+            Route(f"{PREFIX}/tables", self.page("tables", self.tables_data), methods=["GET"]),
             Route(f"{PREFIX}/runs", self.page("runs", self.runs_data), methods=["GET"]),
             Route(f"{PREFIX}/runs/{{run_id:str}}", self.page("run", self.run_data), methods=["GET"]),
             Route(f"{PREFIX}/runs/{{run_id:str}}/{{action:str}}", self.action(self.run_action), methods=["POST"]),
@@ -562,14 +572,22 @@ def _money(value: Any) -> str:
     return "-" if number is None else f"{number:,.2f}"
 
 
-def _ago(value: Any) -> str:
+def _when(value: Any) -> datetime | None:
+    """An ISO time from a service, aware (a service on SQLite answers naive UTC times)."""
     if not value:
-        return "-"
+        return None
     try:
         when = datetime.fromisoformat(str(value))
     except ValueError:
-        return str(value)
-    seconds = (datetime.now(UTC) - (when if when.tzinfo else when.replace(tzinfo=UTC))).total_seconds()
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _ago(value: Any) -> str:
+    when = _when(value)
+    if when is None:
+        return str(value) if value else "-"
+    seconds = (datetime.now(UTC) - when).total_seconds()
     if seconds < 90:
         return f"{max(0, int(seconds))} s ago"
     if seconds < 5400:
@@ -583,14 +601,8 @@ def _run_view(body: dict[str, Any]) -> dict[str, Any]:
     """A run with what the pages show: its latest attempt's outcome, duration, error, tasks and run page."""
     attempts = body.get("attempts") or []
     last = attempts[-1] if attempts else {}
-    duration = None
-    if last.get("start_time") and last.get("end_time"):
-        try:
-            duration = (
-                datetime.fromisoformat(last["end_time"]) - datetime.fromisoformat(last["start_time"])
-            ).total_seconds()
-        except ValueError:
-            duration = None
+    start, end = _when(last.get("start_time")), _when(last.get("end_time"))
+    duration = (end - start).total_seconds() if start and end else None
     outcome = "active" if body.get("active") else (last.get("outcome") or (body.get("result_state") or "").lower())
     return {
         **body,

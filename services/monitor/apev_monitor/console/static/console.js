@@ -5,7 +5,7 @@
   document.querySelectorAll("[data-poll]").forEach(function (el) {
     var every = parseInt(el.getAttribute("data-every"), 10) || 5000;
     var busy = false;
-    setInterval(function () {
+    var refresh = function () {
       if (busy || document.hidden) return;
       busy = true;
       fetch(el.getAttribute("data-poll"), { credentials: "same-origin", headers: { "X-Console-Fragment": "1" } })
@@ -18,6 +18,8 @@
         })
         .catch(function () { el.classList.add("stale"); })
         .then(function () { busy = false; });
-    }, every);
+    };
+    if (el.getAttribute("data-eager")) refresh();  // a slow part loaded after the page
+    setInterval(refresh, every);
   });
 })();
