@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -43,6 +44,7 @@ TENANT, OTHER = "demo-dental", "replay-co"  # the MCP simulator knows `acme` alr
 SHOTS = repo_root() / "test-output" / "console"
 PHONE = {"width": 390, "height": 844}
 WIDE = {"width": 1280, "height": 900}
+REGISTERED = ("registered", "job_requested", "first_run_finished")
 
 
 def until(what: str, probe: Callable[[], Any], timeout: float = 90.0, every: float = 0.5) -> Any:
@@ -127,6 +129,7 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "MONITOR_RULES_FILE": str(_rules_file(folder)),
         "MONITOR_EVALUATE_INTERVAL_SECONDS": "1",
         "MONITOR_CONSOLE_POLL_SECONDS": "1",
+        "MONITOR_SAMPLE_INTERVAL_SECONDS": "5",  # the billing sampler: cost samples of the runs below
     }
     started = time.monotonic()
     w = World(stack, prefix)
@@ -328,16 +331,27 @@ def test_operator_replays_the_dead_letter_after_a_dry_run(world: World, browser:
     _shot(page, "dlq")
     made = world.mcp("POST", "/api/v1/tenants/", tenant=OTHER, json={"tenant_code": OTHER, "tenant_name": "Replay Co"})
     assert made.status_code == 201, made.text
+
+    def state() -> str | None:
+        return (world.datasource(OTHER, "ns-1") or {}).get("state")
+
+    before = state()
+    assert before not in REGISTERED  # stuck: MCP did not know the tenant
     letter.locator("button[data-dry-run]").click()
     preview = page.locator("#dry-run")
     assert "would replay" in preview.inner_text() and "datasource.created" in preview.inner_text()
-    assert world.datasource(OTHER, "ns-1") is None  # a dry run sends nothing
+    time.sleep(2)
+    assert state() == before  # a dry run sends nothing
     page.click("#replay-confirm")
     page.wait_for_selector("p.notice")
     assert "replayed datasource.created.dlq" in page.inner_text("p.notice")
-    until("the replayed data source recorded by ingest", lambda: world.datasource(OTHER, "ns-1"), 60)
+    until("the replayed data source registered on MCP", lambda: state() in REGISTERED, 90)
     page.goto(f"/console/tenants?tenant={OTHER}")
     page.wait_for_selector('tr[data-datasource="ns-1"]')
+    counts = page.goto("/console/dlq?fragment=1")
+    assert counts is not None
+    held = re.search(r'data-topic="datasource\.created\.dlq"><td>.*?</td><td class="num">(\d+)</td>', counts.text())
+    assert held is not None and held.group(1) == "1"  # the replayed message was not dead-lettered again
     page.context.close()
 
 
@@ -362,10 +376,13 @@ def test_a_tenant_role_sees_only_its_tenant_and_no_admin_page(world: World, brow
     page.click("#run-sql")
     assert page.locator("#sql-rows tbody tr").count() == 1
     _shot(page, "sql")
-    for name in ("agents", "cost"):
-        page.goto(f"/console/{name}")
-        assert page.locator("main h1").count() >= 1
-        _shot(page, name)
+    page.goto("/console/cost")
+    page.wait_for_selector('#skus tr[data-sku="STANDARD_JOBS_COMPUTE"]', timeout=120_000)  # the sampler's, refreshed
+    assert page.locator("svg.chart rect > title").count() >= 1  # bars with their values, not "no data yet"
+    _shot(page, "cost")
+    page.goto("/console/agents")
+    assert page.locator("main h1").inner_text() == f"Agents of {TENANT}"
+    _shot(page, "agents")
     page.context.close()
 
 
