@@ -136,6 +136,8 @@ def plan(bootstrap: str, data: Path, ports: dict[str, int], topic_prefix: str = 
             env["INGEST_MCP_WEBHOOK_SECRET"] = LOCAL_MCP_WEBHOOK_SECRET
         if name == "writeback":
             env["WRITEBACK_SLACK_SIGNING_SECRET"] = LOCAL_SLACK_SIGNING_SECRET
+        if name == "monitor":  # the operator console reads the other services through their HTTP APIs
+            env |= {f"MONITOR_{other.upper()}_URL": f"http://127.0.0.1:{ports[other]}" for other in SERVICES[:4]}
         if name == "jobs":
             env |= {"JOBS_WEBHOOK_PASSWORD": LOCAL_WEBHOOK_PASSWORD, "JOBS_RECONCILE_INTERVAL_SECONDS": "5"}
         if name == "monitor":  # alerts go to the stand-ins: #alerts and #billing, PagerDuty, SMTP
@@ -276,6 +278,8 @@ class Stack:
     ports: dict[str, int]
     topic_prefix: str = ""
     echo: bool = False
+    ready_timeout: float = READY_TIMEOUT
+    """How long each group (stand-ins, then services) may take to answer."""
     stand_ins: list[Child] = field(default_factory=list)
     services: list[Child] = field(default_factory=list)
     started: list[Child] = field(default_factory=list)
@@ -305,7 +309,7 @@ class Stack:
                 _start(child, self.logs_dir, COLORS[index % len(COLORS)] if self.echo else None)
                 self.started.append(child)
                 index += 1
-            _wait_ready(group, READY_TIMEOUT, stopping)
+            _wait_ready(group, self.ready_timeout, stopping)
             for child in group:
                 if on_ready:
                     on_ready(child.name)

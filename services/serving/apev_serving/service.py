@@ -325,6 +325,12 @@ class ServingService:
         async with self.db.engine.connect() as conn:
             return (await conn.execute(select(tables.agents).where(tables.agents.c.agent_id == agent_id))).first()
 
+    async def agents_of(self, tenant_id: str, limit: int = 100) -> list[Row[Any]]:
+        a = tables.agents.c
+        async with self.db.engine.connect() as conn:
+            query = select(tables.agents).where(a.tenant_id == tenant_id).order_by(a.agent_id).limit(limit)
+            return list((await conn.execute(query)).all())
+
     async def _set_agent(self, agent_id: str, **values: Any) -> None:
         async with self.db.transaction() as tx:
             await tx.execute(
