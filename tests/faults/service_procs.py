@@ -128,7 +128,7 @@ class Stand:
         await create_topics(self.bootstrap, [self.prefix + t for t in all_topics()], partitions=3)
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, linger_ms=5)
         await self.producer.start()
-        self.engine = create_async_engine(self.pg_url)
+        self.engine = create_async_engine(self.pg_url, pool_pre_ping=True)  # outlives a database restart
 
     async def close(self) -> None:
         if self.producer is not None:
@@ -234,6 +234,7 @@ class Jobs(Target):
 
     name, topic = "jobs", "job.requested"
     tasks = "/Shared/faults"
+    tenant = TENANT
 
     def env(self, stand: Stand, index: int) -> dict[str, str]:
         return {
@@ -246,8 +247,8 @@ class Jobs(Target):
     def event(self, stand: Stand, i: int) -> tuple[str, CloudEvent[Any]]:
         key = f"f{i}-{secrets.token_hex(3)}"
         spec = {"tasks": [{"task_key": "t", "python_task": {"python_file": f"{self.tasks}/ok.py"}}]}
-        payload = JobRequested.model_validate({"tenant_id": TENANT, "kind": "adhoc", "key": key, "job": spec})
-        return payload.job_name, new_event(payload, tenant_id=TENANT, source="tests/faults")
+        payload = JobRequested.model_validate({"tenant_id": self.tenant, "kind": "adhoc", "key": key, "job": spec})
+        return payload.job_name, new_event(payload, tenant_id=self.tenant, source="tests/faults")
 
     async def progress(self, stand: Stand) -> int:
         return int(
@@ -351,7 +352,7 @@ class JobRuns(Jobs):
         name, event = super().event(stand, i)
         payload = event.data.model_copy(update={"action": {"type": "run"}})
         payload = JobRequested.model_validate(payload.model_dump())
-        return name, new_event(payload, tenant_id=TENANT, source="tests/faults")
+        return name, new_event(payload, tenant_id=self.tenant, source="tests/faults")
 
     async def effects(self, stand: Stand) -> Counter[str]:
         """Per job name: 1 if there is one job with one run; more for a second job or a second run."""

@@ -3,12 +3,18 @@ other test sessions on the machine share, so this never runs in `make test`): th
 database is away and resume on their own, with nothing lost and nothing applied twice.
 
 Monitor (every effect a row in its schema) and write-back (each change in the MCP simulator, its steps in its
-schema) run as processes; the cluster is restarted once, about 2 s down.
+schema) run as processes with the shipped delivery settings; the cluster is restarted once, about 2 s down.
+
+Measured with the suite's short retry budget (`DELIVERY_RETRY_MAX_WAIT_SECONDS=0.5`, about 1.5 s over five
+attempts): 4 of 1,000 monitor events and 3 of 1,000 write-back insights never took effect. The delivery kit
+treats a database error as a transient failure of the event and dead-letters it when the budget runs out; a
+database outage longer than the budget is not paused through the way an open breaker is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -67,7 +73,10 @@ async def test_postgres_restart_mid_stream(stand: Stand, report: Report) -> None
     for t in targets:
         await t.prepare(stand)
         streams[t.name] = [t.event(stand, i) for i in range(events)]
-        replicas.append(stand.replica(t))
+        replica = stand.replica(t)
+        for name in [k for k in replica.env if k.startswith("DELIVERY_")]:  # the shipped retry budget
+            del replica.env[name]
+        replicas.append(replica)
     try:
         await asyncio.gather(*(r.start() for r in replicas))
 
@@ -76,25 +85,28 @@ async def test_postgres_restart_mid_stream(stand: Stand, report: Report) -> None
                 for t in targets:
                     await stand.send(streams[t.name][i][1])
                 if i % 10 == 9:
-                    await asyncio.sleep(0.25)
+                    await asyncio.sleep(0.5)  # 20 events/s per service: the stream outlasts the restart
             assert stand.producer is not None
             await stand.producer.flush()
 
         down = {}
 
         async def chaos() -> None:
-            await until(lambda: _all_reached(targets, stand, events // 3), timeout=300, what="a third of the effects")
+            await until(lambda: _any_reached(targets, stand, events // 4), timeout=300, what="a quarter of the effects")
             assert stand.engine is not None
             await stand.engine.dispose()  # the test's own pool must not hold dead connections either
             t0 = time.monotonic()
             await asyncio.to_thread(subprocess.run, restart, check=True, capture_output=True)
             down["restart_seconds"] = round(time.monotonic() - t0, 1)
             at = {t.name: await _progress(t, stand) for t in targets}
-            await until(lambda: _all_beyond(targets, stand, at), timeout=120, what="effects after the restart")
+            await until(
+                lambda: _all_beyond(targets, stand, at, events), timeout=120, what=f"effects after the restart {at}"
+            )
             down["processing_again_after_seconds"] = round(time.monotonic() - t0, 1)
 
         await asyncio.gather(produce(), chaos())
-        await until(lambda: _all_reached(targets, stand, events), timeout=600, what="every effect")
+        with contextlib.suppress(AssertionError):  # what never lands is counted as lost below
+            await until(lambda: _all_reached(targets, stand, events), timeout=300, what="every effect")
         await asyncio.sleep(2)
         counts = {t.name: await t.effects(stand) for t in targets}
         alive = [r.name for r in replicas if r.proc is not None and r.proc.returncode is None]
@@ -116,9 +128,14 @@ async def test_postgres_restart_mid_stream(stand: Stand, report: Report) -> None
     assert sorted(alive) == sorted(t.name for t in targets), "a service died with its database instead of pausing"
 
 
+async def _any_reached(targets: list[Target], stand: Stand, n: int) -> bool:
+    return any([await _progress(t, stand) >= n for t in targets])
+
+
 async def _all_reached(targets: list[Target], stand: Stand, n: int) -> bool:
     return all([await _progress(t, stand) >= n for t in targets])
 
 
-async def _all_beyond(targets: list[Target], stand: Stand, at: dict[str, int]) -> bool:
-    return all([await _progress(t, stand) > max(at[t.name], 0) for t in targets])
+async def _all_beyond(targets: list[Target], stand: Stand, at: dict[str, int], events: int) -> bool:
+    """Every service has had an effect since `at` (or had every effect already)."""
+    return all([(n := await _progress(t, stand)) > max(at[t.name], 0) or n >= events for t in targets])

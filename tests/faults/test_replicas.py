@@ -73,6 +73,7 @@ async def two_replicas(stand: Stand, target: Target, report: Report, *, events: 
     point = rng.randrange(events // 5, events // 2)
     killed_at = -1
     taken_over = -1.0
+    t_killed: list[float] = []
     try:
         await asyncio.gather(*(r.start() for r in replicas))
 
@@ -89,6 +90,7 @@ async def two_replicas(stand: Stand, target: Target, report: Report, *, events: 
             await until(lambda: _reached(target, stand, point), timeout=300, what=f"{point} effects")
             await victim.kill()
             t_kill = time.monotonic()
+            t_killed.append(t_kill)
             killed_at = await target.progress(stand)
             assert killed_at < events, "the kill came after every effect: nothing proven"
             await until(lambda: _reached(target, stand, killed_at + 1), timeout=120, what="the survivor's effects")
@@ -96,6 +98,7 @@ async def two_replicas(stand: Stand, target: Target, report: Report, *, events: 
 
         await asyncio.gather(produce(), chaos())
         await until(lambda: _reached(target, stand, events), timeout=600, what=f"all {events} effects")
+        finished_after_kill = round(time.monotonic() - t_killed[0], 1)
         await asyncio.sleep(2)  # a duplicate would land now
         counts = await target.effects(stand)
         order_breaks: list[str] = []
@@ -126,7 +129,8 @@ async def two_replicas(stand: Stand, target: Target, report: Report, *, events: 
         replicas=2,
         killed=victim.env["KAFKA_GROUP_INSTANCE_ID"],
         killed_after_effects=killed_at,
-        survivor_processing_after_kill_seconds=taken_over,
+        survivor_next_effect_after_kill_seconds=taken_over,
+        every_effect_after_kill_seconds=finished_after_kill,
         session_timeout_ms=SESSION_MS,
         order_breaks=order_breaks[:10],
     )
