@@ -91,7 +91,7 @@ async def stand(
 def fuzz(base_url: str, document: dict[str, Any], examples: int) -> tuple[Counter[int], list[str]]:
     """Every operation, `examples` generated requests each; (statuses seen, the 5xx ones as curl commands)."""
     schema = schemathesis.openapi.from_dict(document)
-    token = mint_token(JWT_SECRET, tenant_id=TENANT, roles=["admin", "engineer", "viewer"])
+    token = mint_token(JWT_SECRET, tenant_id=TENANT, roles=["admin", "engineer", "analyst", "agent"])
     headers = {"Authorization": f"Bearer {token}"}
     statuses: Counter[int] = Counter()
     errors: list[str] = []
