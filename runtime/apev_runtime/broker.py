@@ -48,6 +48,9 @@ class ApevBroker(KafkaBroker):
     """A KafkaBroker that knows its topic prefix (environments sharing one cluster, isolated test runs)."""
 
     topic_prefix: str = ""
+    group_instance_id: str | None = None
+    """This replica's static membership name (`KAFKA_GROUP_INSTANCE_ID`); None: dynamic membership."""
+    session_timeout_ms: int = 10_000
     delivery: Delivery
     subscriptions: list[Subscription]
     """Every `subscriber(...)` made on this broker, in order (what the AsyncAPI document describes)."""
@@ -117,6 +120,8 @@ def make_broker(
         **kwargs,
     )
     broker.topic_prefix = settings.kafka_topic_prefix
+    broker.group_instance_id = settings.kafka_group_instance_id
+    broker.session_timeout_ms = settings.kafka_session_timeout_ms
     broker.subscriptions = []
     broker.delivery = Delivery(
         db=db, settings=settings.delivery, registry=registry, topic_prefix=settings.kafka_topic_prefix
@@ -198,6 +203,13 @@ def subscriber(
     # to 500 ms (Kafka's default) behind idle ones, measured at the end of every backlog. New data still
     # ends a long poll at once, so this costs only a few more empty fetches per second when idle.
     kwargs.setdefault("fetch_max_wait_ms", FETCH_MAX_WAIT_MS)
+    # A killed member's partitions move after `session_timeout_ms`; with static membership a restarted replica
+    # rejoins under its old name and gets them back without a rebalance (one consumer per subscriber, so the
+    # name carries the group and topics: unique within a group).
+    kwargs.setdefault("session_timeout_ms", broker.session_timeout_ms)
+    kwargs.setdefault("heartbeat_interval_ms", broker.session_timeout_ms // 3)
+    if broker.group_instance_id:
+        kwargs.setdefault("group_instance_id", static_member_name(broker.group_instance_id, group_id, topics))
     settings = broker.delivery.settings
     max_records = batch_size or (settings.outside_calls_batch_size if outside_calls else settings.batch_size)
     holder: list[BatchSubscriber] = []
@@ -233,6 +245,11 @@ def subscriber(
     subscription = Subscription(broker, sub, group_id, outside_calls=outside_calls, topics=tuple(topics))
     broker.subscriptions.append(subscription)
     return subscription
+
+
+def static_member_name(instance: str, group_id: str, topics: Sequence[str]) -> str:
+    """`group.instance.id` of one subscriber's consumer: stable across restarts of the replica `instance`."""
+    return f"{instance}:{group_id}:{'+'.join(topics)}"
 
 
 def _payload_model(handler: Handler) -> type[BaseModel] | None:

@@ -70,6 +70,13 @@ class ServiceSettings(BaseSettings):
     kafka_client_id: str | None = None
     kafka_topic_prefix: str = Field("", validation_alias=_env("KAFKA_TOPIC_PREFIX"))
     """Prepended to every topic name (environments sharing a cluster; isolated test runs)."""
+    kafka_group_instance_id: str | None = Field(None, validation_alias=_env("KAFKA_GROUP_INSTANCE_ID"))
+    """Static group membership: a replica's stable name (a StatefulSet pod's). A replica restarted under the same
+    name takes its partitions back at once, without a rebalance; one that stays away keeps them until its session
+    times out. Each consumer's `group.instance.id` is this name, its group and its topics. Unset: dynamic."""
+    kafka_session_timeout_ms: int = Field(10_000, ge=6_000, validation_alias=_env("KAFKA_SESSION_TIMEOUT_MS"))
+    """How long the group waits for a silent (killed) member before handing its partitions to the others; also
+    the rebalance timeout (aiokafka's default). Heartbeats go every third of it."""
 
     database_url: str | None = None
     """SQLAlchemy async URL; default: a SQLite file `<data_dir>/<service_name>.db` (the embedded default)."""

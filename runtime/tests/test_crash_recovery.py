@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,54 @@ async def _all_effects(h: Harness, n: int) -> bool:
 
 async def _total_committed(h: Harness, group: str, n: int) -> bool:
     return sum(max(o, 0) for o in (await _committed(h, group)).values()) >= n
+
+
+async def test_static_membership_a_sigkilled_replica_restarted_under_its_name_consumes_at_once(
+    kafka_bootstrap: str, pg_url: str
+) -> None:
+    """`KAFKA_GROUP_INSTANCE_ID`: the restarted replica rejoins as the same static member, so its first event is
+    handled well within the session timeout the dead member's partitions would otherwise wait for."""
+    h = Harness(kafka_bootstrap, pg_url)
+    await h.start()
+    group = h.group + "-static"
+    extra = {"GROUP": group, "KAFKA_GROUP_INSTANCE_ID": "replica-0", "KAFKA_SESSION_TIMEOUT_MS": "60000"}
+    try:
+        first = await _start_worker(h, kill=False, **extra)
+        before = job_event()
+        await h.send(before)
+        await wait_for(lambda: _worker_effect(h, before.id), timeout=60, what="the first replica's effect")
+        admin = AIOKafkaAdminClient(bootstrap_servers=h.bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_consumer_groups([group])
+        finally:
+            await admin.close()
+        assert "replica-0:" in repr(described)  # the member carries its static name
+        first.kill()
+        assert await first.wait() == -9
+
+        killed = time.monotonic()
+        second = await _start_worker(h, kill=False, **extra)
+        ready = time.monotonic()
+        try:
+            after = job_event()
+            await h.send(after)
+            await wait_for(lambda: _worker_effect(h, after.id), timeout=90, what="the restarted replica's effect")
+            from_ready, from_kill = time.monotonic() - ready, time.monotonic() - killed
+        finally:
+            second.terminate()
+            await asyncio.wait_for(second.wait(), 30)
+        # Dynamic membership would wait for the dead member's 60 s session (from the kill) before a rebalance.
+        assert from_ready < 15 and from_kill < 55, f"{from_ready:.1f} s after ready, {from_kill:.1f} s after the kill"
+    finally:
+        await h.stop()
+
+
+async def _worker_effect(h: Harness, event_id: str) -> bool:
+    async with h.db.engine.connect() as conn:
+        n = (
+            await conn.execute(
+                text("SELECT count(*) FROM effects WHERE note = 'worker' AND event_id = :id"), {"id": event_id}
+            )
+        ).scalar_one()
+    return int(n) >= 1

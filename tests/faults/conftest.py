@@ -2,7 +2,8 @@
 
 Variants: tests marked `faults` run in `make test` (short); tests marked `faults_long` are skipped unless
 `APEV_FAULTS_LONG=1` (`make faults`, which also sets `APEV_FAULTS_REPORT=bench/results/faults.json`).
-A session that recorded anything lost or duplicated exits non-zero even if every assertion passed.
+A session that recorded anything lost or duplicated (or a secret in a log line) exits non-zero even if every
+assertion passed. The summary's clock covers the fault tests only (first one's start to last one's end).
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ def service_logs() -> list[str]:
     one redacting pipeline, as JSON), for the secret scan."""
     configure_logging("DEBUG", "json", stream=_tee)
     return _tee.lines
+
+
+_HERE = Path(__file__).parent
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _HERE in Path(str(item.path)).parents:
+        _report.begin()
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if _HERE in Path(str(item.path)).parents:
+        _report.end()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
