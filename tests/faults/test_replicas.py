@@ -143,7 +143,7 @@ async def _reached(target: Target, stand: Stand, n: int) -> bool:
     return bool(await target.progress(stand) >= n)
 
 
-@pytest.mark.faults
+@pytest.mark.faults_long  # the short variant too: ~3 min of process start-ups on 2 cores, over make test's budget
 @pytest.mark.timeout(600)
 async def test_two_writeback_replicas_one_killed(stand: Stand, report: Report) -> None:
     await two_replicas(stand, Writeback(tenants=6), report, events=300, rate=40, name="replicas_writeback")

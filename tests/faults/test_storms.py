@@ -135,7 +135,7 @@ async def _reached(target: Target, stand: Stand, n: int) -> bool:
     return bool(await target.progress(stand) >= n)
 
 
-@pytest.mark.faults
+@pytest.mark.faults_long  # the short variant too: ~3 min of process start-ups on 2 cores, over make test's budget
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("target", [JobRuns, Writeback], ids=["jobs-workspace", "writeback-mcp"])
 async def test_a_short_storm_loses_and_duplicates_nothing(target: type[Target], stand: Stand, report: Report) -> None:
