@@ -4,6 +4,8 @@
      ├── PermanentError      the input can never succeed: straight to the DLQ, never retried
      └── TransientError      the world may heal: retried with backoff, then the DLQ
     CircuitOpenError         a host is known down (apev_runtime.http): consumption pauses, no DLQ
+    DatabaseUnavailable      the service's own database cannot be reached (restart, failover, a dropped
+                             connection): consumption pauses, no DLQ (the event is fine; our store is not)
 
 Services raise these (or let library errors through: `classify` maps the common ones).
 """
@@ -15,6 +17,7 @@ from enum import StrEnum
 
 import httpx
 import pydantic
+from sqlalchemy.exc import DBAPIError
 
 from apev_contracts.errors import ContractError
 from apev_runtime.http import CircuitOpenError
@@ -29,6 +32,39 @@ class TransientError(Exception):
     """The message may succeed later (timeouts, 5xx, 429, a database that went away)."""
 
 
+class DatabaseUnavailable(TransientError):
+    """The service's own database could not be reached, or dropped the connection mid-transaction.
+
+    Not the event's fault: delivery pauses and redelivers it (like an open circuit) instead of spending its
+    retries and dead-lettering it while PostgreSQL restarts."""
+
+
+# SQLSTATE classes of a server that is going away or not there yet: 08 connection exception, 57P01 admin
+# shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting up / shutting down).
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps) says the database is unreachable rather than the statement wrong."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DatabaseUnavailable):
+            return True
+        if isinstance(current, DBAPIError):
+            if current.connection_invalidated:
+                return True
+            state = getattr(current.orig, "sqlstate", None) or getattr(current.orig, "pgcode", None)
+            if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+                return True
+        state = getattr(current, "sqlstate", None)  # asyncpg's own errors, when not wrapped
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class Failure(StrEnum):
     PERMANENT = "permanent"
     TRANSIENT = "transient"
@@ -38,6 +74,8 @@ class Failure(StrEnum):
 def classify(exc: BaseException) -> Failure:
     """Decide whether `exc` is worth retrying."""
     if isinstance(exc, CircuitOpenError):  # checked first: the MCP flavour is also "unavailable"
+        return Failure.CIRCUIT_OPEN
+    if database_unavailable(exc):
         return Failure.CIRCUIT_OPEN
     if isinstance(exc, McpUnavailableError):
         return Failure.TRANSIENT

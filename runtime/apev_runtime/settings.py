@@ -41,6 +41,8 @@ class DeliverySettings(BaseSettings):
     prune_interval_seconds: float = 3600.0
     breaker_pause_seconds: float = 30.0
     """Longest wait in one go while a host's circuit is open, before the message is sought back and retried."""
+    db_unavailable_pause_seconds: float = 1.0
+    """Wait before redelivering a message whose handling found the service's own database unreachable."""
     dlq_publish_backoff_seconds: float = 1.0
     dlq_max_bytes: int = 524_288
     """Largest dead letter (value + headers); a larger value is cut to a prefix, so the DLQ never refuses it."""

@@ -47,7 +47,7 @@ from apev_contracts.topics import dlq_topic
 from apev_runtime.delivery import inbox
 from apev_runtime.delivery.dlq import H_ORIGINAL_BYTES, H_ORIGINAL_SHA256, DeadLetter, Reason
 from apev_runtime.delivery.middleware import Delivery
-from apev_runtime.errors import Failure, classify
+from apev_runtime.errors import DatabaseUnavailable, Failure, classify, database_unavailable
 
 log = structlog.get_logger("apev.delivery")
 _tracer = trace.get_tracer("apev.delivery")
@@ -358,7 +358,10 @@ class SubscriberDelivery:
     async def _failed(self, item: _Item, exc: Exception, attempts: int) -> None:
         kind = classify(exc)
         if kind is Failure.CIRCUIT_OPEN:
-            pause = min(max(float(getattr(exc, "retry_in", 0.0)), 0.05), self.d.settings.breaker_pause_seconds)
+            wanted = getattr(exc, "retry_in", None)
+            if wanted is None and database_unavailable(exc):
+                wanted = self.d.settings.db_unavailable_pause_seconds
+            pause = min(max(float(wanted or 0.0), 0.05), self.d.settings.breaker_pause_seconds)
             self._count(item.record.topic, "paused")
             log.warning(
                 "circuit_open_pausing",
@@ -380,34 +383,54 @@ class SubscriberDelivery:
         if self.outside_calls:
             await self._once_outside(item)
             return
-        async with db.engine.begin() as conn:
-            claimed = await inbox.claim(conn, item.entry)
-            if claimed is inbox.Claim.DUPLICATE:
-                raise _Duplicate
-            if claimed is inbox.Claim.CONFLICT:
-                raise _Conflict(item.event.id)
-            await self._call(item, conn)
+        entered = False
+        try:
+            async with db.engine.begin() as conn:
+                entered = True
+                await self._claimed_call(item, conn)
+        except (OSError, TimeoutError) as exc:
+            if entered:
+                raise
+            raise DatabaseUnavailable(f"cannot connect to the database: {exc!r}") from exc
+
+    async def _claimed_call(self, item: _Item, conn: AsyncConnection) -> None:
+        claimed = await inbox.claim(conn, item.entry)
+        if claimed is inbox.Claim.DUPLICATE:
+            raise _Duplicate
+        if claimed is inbox.Claim.CONFLICT:
+            raise _Conflict(item.event.id)
+        await self._call(item, conn)
 
     async def _once_outside(self, item: _Item) -> None:
         """Read the inbox, let the handler commit its own steps, write the inbox row in its last transaction."""
         db = self.d.db
         assert db is not None
-        async with db.engine.connect() as conn:
-            seen = inbox.seen_as(item.entry, await inbox.lookup(conn, self.consumer, [item.event.id]))
-            await conn.rollback()  # end the read: nothing of this connection is held while the handler waits
-            if seen is inbox.Claim.DUPLICATE:
-                raise _Duplicate
-            if seen is inbox.Claim.CONFLICT:
-                raise _Conflict(item.event.id)
-            try:
-                await self._call(item, conn)
-                if await inbox.claim(conn, item.entry) is not inbox.Claim.NEW:
-                    await conn.rollback()  # another member got there first: keep its effects, not ours
-                    raise _Duplicate
-                await conn.commit()
-            except BaseException:
-                await conn.rollback()
+        entered = False
+        try:
+            async with db.engine.connect() as conn:
+                entered = True
+                await self._outside_call(item, conn)
+        except (OSError, TimeoutError) as exc:
+            if entered:
                 raise
+            raise DatabaseUnavailable(f"cannot connect to the database: {exc!r}") from exc
+
+    async def _outside_call(self, item: _Item, conn: AsyncConnection) -> None:
+        seen = inbox.seen_as(item.entry, await inbox.lookup(conn, self.consumer, [item.event.id]))
+        await conn.rollback()  # end the read: nothing of this connection is held while the handler waits
+        if seen is inbox.Claim.DUPLICATE:
+            raise _Duplicate
+        if seen is inbox.Claim.CONFLICT:
+            raise _Conflict(item.event.id)
+        try:
+            await self._call(item, conn)
+            if await inbox.claim(conn, item.entry) is not inbox.Claim.NEW:
+                await conn.rollback()  # another member got there first: keep its effects, not ours
+                raise _Duplicate
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
 
     async def _call(self, item: _Item, conn: AsyncConnection | None) -> None:
         """The handler, inside the event's trace: what it publishes or calls carries the event's traceparent.
