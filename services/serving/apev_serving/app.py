@@ -12,6 +12,7 @@ from apev_serving import api, handlers
 from apev_serving.gateway import Gateway
 from apev_serving.insights import Insights
 from apev_serving.latency import Latency
+from apev_serving.offboarding import Offboarding
 from apev_serving.service import ServingService
 from apev_serving.settings import Settings
 from apev_serving.sql import SqlQueries
@@ -30,6 +31,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     insights = Insights(runtime.db, gateway, settings, sql)
     service = ServingService(runtime.db, gateway, settings, latency, insights)
     handlers.register(runtime.broker, service, settings.consumer_group, sql, settings.replica_id)
+    offboarding = Offboarding(gateway, settings, service, sql)
+    handlers.register_offboarding(runtime.broker, offboarding, settings.consumer_group, settings.replica_id)
 
     async def publish_latency(stop: asyncio.Event) -> None:
         await service.latency_loop(stop)
