@@ -15,10 +15,12 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound
 from sqlalchemy import func, select
 
-from apev_contracts import TenantOffboarded, naming
+from apev_contracts import TenantOffboarded, naming, topics
 from apev_contracts.envelope import new_event
+from apev_contracts.topics import dlq_topic
 from apev_pipeline.agents import demo_agent_path
 from apev_runtime.db.tables import inbox
+from apev_runtime.delivery.tools import read_dlq
 from apev_serving import tables
 
 from .conftest import Stack, provision_reader
@@ -30,12 +32,10 @@ STATEMENT = "SELECT practice_location, production FROM gold.monthly_kpis ORDER B
 
 
 async def _register(stack: Stack, tenant: str, agent_id: str) -> dict[str, Any]:
+    body = {"agent_id": agent_id, "name": f"Agent {agent_id}", "model_source": demo_agent_path(),
+            "tables": ["gold.monthly_kpis"]}  # fmt: skip
     async with stack.http(tenant) as http:
-        r = await http.post(
-            "/api/v1/agents",
-            json={"agent_id": agent_id, "name": f"Agent {agent_id}", "model_source": demo_agent_path(),
-                  "tables": ["gold.monthly_kpis"]},  # fmt: skip
-        )
+        r = await http.post("/api/v1/agents", json=body)
     assert r.status_code == 202, r.text
     return dict(r.json())
 
@@ -95,9 +95,12 @@ async def _handled(stack: Stack, event_id: str, timeout: float = 30) -> None:
 
 async def test_offboarding_removes_the_tenants_agents_and_spares_the_other(stack: Stack) -> None:
     w = stack.ws.client()
-    await asyncio.to_thread(provision_reader, w, "tenant-a")
-    await asyncio.to_thread(provision_reader, w, "tenant-b")
-    a, _ = await asyncio.gather(_register(stack, "tenant-a", "offa"), _register(stack, "tenant-b", "offb"))
+    a, *_ = await asyncio.gather(
+        _register(stack, "tenant-a", "offa"),
+        _register(stack, "tenant-b", "offb"),
+        asyncio.to_thread(provision_reader, w, "tenant-a"),
+        asyncio.to_thread(provision_reader, w, "tenant-b"),
+    )
     await asyncio.gather(_wait_serving(stack, "tenant-a", "offa"), _wait_serving(stack, "tenant-b", "offb"))
 
     # What tenant A's agent holds in the workspace, read before it goes.
@@ -153,5 +156,7 @@ async def test_offboarding_removes_the_tenants_agents_and_spares_the_other(stack
     await stack.send(again)
     await _handled(stack, again.id)
     assert {e.name for e in w.serving_endpoints.list()} == endpoints
+    dead = await read_dlq(stack.bootstrap, stack.prefix + dlq_topic(topics.TENANT_OFFBOARDED), timeout_ms=500)
+    assert dead == [], [m.letter for m in dead]  # neither request failed
     async with stack.http("tenant-b") as http:
         assert (await stack.invoke(http, "offb", QUESTION)).status_code == 200
