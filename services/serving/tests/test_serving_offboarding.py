@@ -64,6 +64,11 @@ def _principal(w: WorkspaceClient, name: str) -> Any:
     return found[0] if found else None
 
 
+def _experiments(w: WorkspaceClient, agent_id: str) -> list[str]:
+    names = [str(e.name) for e in w.experiments.search_experiments()]
+    return [n for n in names if n.endswith(f"/agentprovision/{agent_id}")]
+
+
 async def _rows(stack: Stack, tenant: str) -> dict[str, int]:
     counts = {}
     async with stack.serving.db.engine.connect() as conn:
@@ -113,6 +118,7 @@ async def test_offboarding_removes_the_tenants_agents_and_spares_the_other(stack
     assert WorkspaceClient(host=stack.ws.host, token=token, auth_type="pat").current_user.me().user_name
     assert any(t.owner_id == int(str(sp.id)) for t in w.token_management.list())
     assert w.registered_models.get(a["model_name"]).full_name == a["model_name"]
+    assert _experiments(w, "offa") and _experiments(w, "offb")  # the deploy runs' experiments
     assert {"agent-offa", "agent-offb"} <= {e.name for e in w.serving_endpoints.list()}
     assert (await _query(stack, "tenant-a"))["cache"] == "miss"
     assert (await _query(stack, "tenant-a"))["cache"] == "hit"
@@ -135,6 +141,7 @@ async def test_offboarding_removes_the_tenants_agents_and_spares_the_other(stack
     with pytest.raises(NotFound):
         w.registered_models.get(a["model_name"])
     assert w.registered_models.get(naming.catalog_name("tenant-b") + ".agents.offb").full_name
+    assert _experiments(w, "offa") == [] and _experiments(w, "offb")
     assert await _rows(stack, "tenant-a") == {
         "serving_agents": 0, "serving_endpoints": 0, "serving_insights": 0, "serving_insight_watermarks": 0,
         "serving_versions": 0}  # fmt: skip
