@@ -15,8 +15,12 @@ from apev_stack.paths import repo_root
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.slow]
 
-LANDED = ["stack up", "mcp tenant demo-dental", "onboard ADP, NetSuite, DentalIntel", "catalog, principals, grants",
-          "ingestion runs and tasks", "gold tables equal MCP"]  # fmt: skip
+STEPS = ["stack up", "mcp tenant demo-dental", "onboard ADP, NetSuite, DentalIntel", "catalog, principals, grants",
+         "ingestion runs and tasks", "gold tables equal MCP", "agent answers", "insights run",
+         "payroll insight held, approved, written", "cost sample", "job fails twice: one page"]  # fmt: skip
+# Issue 21: "make demo exits 0 with the JSON line, in under 3 minutes after the first set-up". A machine busy with
+# other work may set a larger budget (the failure message names every step's time either way).
+BUDGET_SECONDS = float(os.environ.get("APEV_DEMO_BUDGET_SECONDS", "180"))
 
 
 def _project_processes(state: Path) -> list[str]:
@@ -35,30 +39,32 @@ def _project_processes(state: Path) -> list[str]:
     return found
 
 
-@pytest.mark.timeout(400)
-def test_make_demo_exits_0_with_every_landed_step_verified(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.mark.timeout(600)
+def test_make_demo_exits_0_with_every_step_verified_in_under_3_minutes(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MCP_"))}
     env |= {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "APEV_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
     started = time.monotonic()
     done = subprocess.run(
         ["make", "--no-print-directory", "demo"], cwd=repo_root(), env=env, capture_output=True, text=True,
-        timeout=380, check=False,
+        timeout=560, check=False,
     )  # fmt: skip
     elapsed = time.monotonic() - started
     lines = done.stdout.strip().splitlines()
     assert lines, done.stderr[-3000:]
     summary = json.loads(lines[-1])  # the very last line is the JSON summary
     assert done.returncode == 0 and summary["ok"] is True, done.stdout[-5000:] + done.stderr[-3000:]
-    steps = {s["name"]: s for s in summary["steps"]}
-    for name in LANDED:
-        assert steps[name]["ok"] is True, steps[name]
+    assert [s["name"] for s in summary["steps"]] == STEPS
     for s in summary["steps"]:
-        assert s["ok"] is True or (s["ok"] is None and s["skipped"]), s  # a step is verified or says why not
+        assert s["ok"] is True and "skipped" not in s, s  # every step verified: none skipped, none failed
         assert s["seconds"] >= 0
     assert 0 < summary["total_seconds"] <= elapsed
-    assert elapsed < 240, f"make demo took {elapsed:.0f}s"
-    assert "run 1" in done.stdout and "#job/" in done.stdout  # run ids and run page links on the step lines
+    print(f"make demo: {elapsed:.1f}s wall; " + ", ".join(f"{s['name']} {s['seconds']}s" for s in summary["steps"]))
+    out = done.stdout
+    assert "run 1" in out and "#job/" in out  # run ids and run page links on the step lines
+    assert "/console/" in out  # the operator console's link on the monitor's steps
+    assert "PagerDuty incident" in out and "cost.sampled" in out and "insight.created" in out
     logs = tmp_path / "demo" / "data" / "logs"
     assert {p.name for p in logs.iterdir()} >= {f"{n}.log" for n in ("workspace", "mcp", "sinks", "ingest", "jobs")}
     assert not _project_processes(tmp_path), "the demo left processes running"
     assert not (tmp_path / "demo" / "run" / "stack.json").exists()
+    assert elapsed < BUDGET_SECONDS, f"make demo took {elapsed:.0f}s (budget {BUDGET_SECONDS}s): {summary}"

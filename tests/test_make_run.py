@@ -97,6 +97,7 @@ def test_supervisor_runs_everything_the_cli_operates_it_and_ctrl_c_stops_all(
         up = "".join(lines)
         assert "DATABRICKS_TOKEN=dapi-apev-local-admin" in up  # the real local token, not a placeholder
         assert "MCP_API_KEY=mcp-local-admin-key" in up
+        assert f"Operator console: http://127.0.0.1:{service_ports['MONITOR_HTTP_PORT']}/console/" in up
         for service, port in zip(SERVICES, service_ports.values(), strict=True):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as r:
                 body = json.loads(r.read())

@@ -70,6 +70,21 @@ def secret_scope(tenant_id: str) -> str:
     return CATALOG_PREFIX + _token(validate_tenant_id(tenant_id))
 
 
+KNOWLEDGE_CHUNKS_TABLE = "gold.knowledge_chunks"
+KNOWLEDGE_INDEX = "gold.knowledge_chunks_index"
+
+
+def knowledge_chunks_table(tenant_id: str) -> str:
+    """`agentprovision_<t>.gold.knowledge_chunks`: the tenant's document chunks (built by the ingestion pipeline)."""
+    return f"{catalog_name(tenant_id)}.{KNOWLEDGE_CHUNKS_TABLE}"
+
+
+def knowledge_index(tenant_id: str) -> str:
+    """`agentprovision_<t>.gold.knowledge_chunks_index`: the tenant's Vector Search index over its chunks. It lives in
+    the tenant's catalog, so Unity Catalog grants on that catalog are the second wall around it."""
+    return f"{catalog_name(tenant_id)}.{KNOWLEDGE_INDEX}"
+
+
 def admins_group(tenant_id: str) -> str:
     return f"tenant_{_token(validate_tenant_id(tenant_id))}_admins"
 

@@ -35,6 +35,8 @@ def test_catalog_secret_scope_and_principals_follow_section_8() -> None:
     t = "acme-dental"
     assert naming.catalog_name(t) == "agentprovision_acme_dental"
     assert naming.secret_scope(t) == "agentprovision_acme_dental"
+    assert naming.knowledge_chunks_table(t) == "agentprovision_acme_dental.gold.knowledge_chunks"
+    assert naming.knowledge_index(t) == "agentprovision_acme_dental.gold.knowledge_chunks_index"
     assert naming.admins_group(t) == "tenant_acme_dental_admins"
     assert naming.engineers_group(t) == "tenant_acme_dental_engineers"
     assert naming.analysts_group(t) == "tenant_acme_dental_analysts"

@@ -9,12 +9,13 @@ databricks-sdk, and the services' HTTP APIs with a development token. A step who
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +35,22 @@ TENANT = "demo-dental"
 QUESTION = "What are our top performing locations?"
 AGENT = "demo"
 SOURCE = "apev/demo"
+OFF_CYCLE_LOCATION = "downtown_007"
+OFF_CYCLE_FACTOR = Decimal(3)
+REVIEW_STATUS = "under_review"  # what the agent's payroll insight proposes for the run (demo_agent.py)
+JOBS_SKU = "STANDARD_JOBS_COMPUTE"
+GOLD_STEP = "gold tables equal MCP"
+ALERT_JOB_KEY = "claims-reconcile"
+# The tenant's job DBUs and dollars per day, straight from the system tables the sampler reads (fixed names).
+JOBS_COST_SQL = (
+    "SELECT CAST(u.usage_date AS STRING), CAST(sum(u.usage_quantity) AS STRING), "
+    "CAST(sum(u.usage_quantity * p.pricing.effective_list.default) AS STRING) "
+    "FROM system.billing.usage u JOIN system.billing.list_prices p ON u.sku_name = p.sku_name "
+    "AND u.cloud = p.cloud AND u.usage_unit = p.usage_unit AND u.usage_start_time >= p.price_start_time "
+    "AND (p.price_end_time IS NULL OR u.usage_start_time < p.price_end_time) "
+    "WHERE u.custom_tags['ap_tenant_id'] = 'demo-dental' AND u.sku_name = 'STANDARD_JOBS_COMPUTE' GROUP BY 1 ORDER BY 1"
+)
+ALERT_SETTLE_SECONDS = 6.0  # three more of the stack's 2 s evaluations: a second page would show by then
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,10 @@ class Demo:
         self.datasources: dict[str, dict[str, Any]] = {}
         self.results: list[StepResult] = []
         self.insight_rows: list[list[Any]] = []
+        # The failing job of the last step starts as soon as gold is there (see `run`), so monitor's group_wait
+        # (30 s) passes while the agent is deployed instead of at the end.
+        self.failing: asyncio.Task[tuple[dict[str, Any], dict[str, Any]]] | None = None
+        self.began = datetime.now(UTC)
 
     # ------------------------------------------------------------------ clients
 
@@ -174,6 +195,8 @@ class Demo:
             result = await self.run_step(name, fn)
             if result.ok is False:
                 break  # later steps build on this one; they are reported as not run
+            if name == GOLD_STEP and steps is None:
+                self.failing = asyncio.create_task(self.fail_twice())
         done = {r.name for r in self.results}
         for name, _ in steps or self.steps():
             if name not in done:
@@ -186,7 +209,7 @@ class Demo:
             ("onboard ADP, NetSuite, DentalIntel", self.onboard),
             ("catalog, principals, grants", self.catalog),
             ("ingestion runs and tasks", self.ingestion_runs),
-            ("gold tables equal MCP", self.gold),
+            (GOLD_STEP, self.gold),
             ("agent answers", self.agent),
             ("insights run", self.insights),
             ("payroll insight held, approved, written", self.writeback),
@@ -195,6 +218,9 @@ class Demo:
         ]
 
     async def close(self) -> None:
+        if self.failing is not None and not self.failing.done():
+            self.failing.cancel()
+            await asyncio.wait([self.failing])
         await self.http.aclose()
 
     # ------------------------------------------------------------------ steps
@@ -210,7 +236,37 @@ class Demo:
         if got.status_code != 200 or got.json().get("status") != "active":
             raise StepFailed(f"MCP tenant {TENANT} is not active: {got.status_code} {got.text[:200]}")
         verb = "created" if made.status_code == 201 else "already there"
-        return Outcome(f"{verb}; GET /api/v1/tenants/{TENANT}: active", [f"{base}/api/v1/tenants/{TENANT}"])
+        run = await self.plant_off_cycle_payroll()
+        return Outcome(
+            f"{verb}; GET /api/v1/tenants/{TENANT}: active; in ADP, payroll run {run['PAYROLL_RUN_ID']} of "
+            f"{run['PRACTICE_LOCATION']} ({run['PAY_DATE']}) entered at {OFF_CYCLE_FACTOR}x: GROSS_PAY "
+            f"{run['before']} -> {run['GROSS_PAY']} (for the agent to find)",
+            [f"{base}/api/v1/tenants/{TENANT}"],
+        )
+
+    async def plant_off_cycle_payroll(self) -> dict[str, Any]:
+        """The scene: the newest payroll run of one location is entered in ADP at several times its usual gross
+        (through MCP's own write-back API, as a correction would be). The agent's insights run must find it in
+        gold; the demo never tells serving or writeback about it."""
+        got = await self.mcp("GET", "/api/v1/data/payroll_runs", params={"location": OFF_CYCLE_LOCATION, "limit": 1000})
+        if got.status_code != 200 or not got.json():
+            raise StepFailed(f"MCP payroll_runs of {OFF_CYCLE_LOCATION}: {got.status_code} {got.text[:200]}")
+        run = max(got.json(), key=lambda r: (r["PAY_DATE"], r["PAYROLL_RUN_ID"]))
+        if run["STATUS"] != "processed":  # planted already (a second demo on the same simulator)
+            return {**run, "before": "(already planted)"}
+        gross = Decimal(run["GROSS_PAY"]) * OFF_CYCLE_FACTOR
+        changes = {"GROSS_PAY": f"{gross:.2f}", "NET_PAY": f"{gross * Decimal('0.78'):.2f}",
+                   "TAXES_WITHHELD": f"{gross * Decimal('0.22'):.2f}", "STATUS": "off_cycle"}  # fmt: skip
+        body = {"entity_type": "payroll_runs", "entity_id": run["PAYROLL_RUN_ID"], "changes": changes,
+                "reason": "demo scene: an off-cycle run entered at several times the usual gross"}  # fmt: skip
+        headers = {"Authorization": f"Bearer {self.state.mcp_admin_key}", "X-Tenant-ID": TENANT,
+                   "Idempotency-Key": f"apev-demo-plant-{run['PAYROLL_RUN_ID']}"}  # fmt: skip
+        put = await self.http.post(
+            self.state.url("mcp") + "/api/v1/integrations/adp/update", json=body, headers=headers
+        )
+        if put.status_code != 200:
+            raise StepFailed(f"planting the off-cycle payroll run: {put.status_code} {put.text[:300]}")
+        return {**run, **changes, "before": run["GROSS_PAY"]}
 
     async def onboard(self) -> Outcome:
         from aiokafka import AIOKafkaProducer
@@ -404,12 +460,19 @@ class Demo:
         missing = [f"{loc} with {v}" for loc, v in expected if f"{loc} with {v}" not in out.get("answer", "")]
         if missing:
             raise StepFailed(f"the answer lacks {missing}: {out.get('answer')!r}")
-        versions = agent.get("versions") or [{}]
-        run, accuracy = versions[-1].get("run_id", "?"), versions[-1].get("answer_accuracy")
-        links = [versions[-1]["mlflow_run_url"]] if versions[-1].get("mlflow_run_url") else []
+        versions = agent.get("versions") or []
+        runs = [v.get("run_id") for v in versions if v.get("run_id")]
+        accuracy = versions[-1].get("answer_accuracy") if versions else None
+        links = []
+        if runs:
+            deploy = await self.dbx(functools.partial(_get_run, run_id=int(runs[-1])))
+            links.append(str(deploy.run_page_url))
+        if versions and versions[-1].get("mlflow_run_url"):
+            links.append(str(versions[-1]["mlflow_run_url"]))
         return Outcome(
-            f"{QUESTION!r} -> {out['answer'][:160]!r} (= gold; deploy run {run}, smoke answer_accuracy {accuracy})",
-            links=links,
+            f"{QUESTION!r} -> {out['answer'][:160]!r} (= gold; deploy run {runs[-1] if runs else '?'},"
+            f" smoke answer_accuracy {accuracy})",
+            links,
         )
 
     async def insights(self) -> Outcome:
@@ -438,29 +501,33 @@ class Demo:
             raise StepFailed(f"run {done['run_id']} succeeded but {cat}.gold.agent_insights has no row")
         self.insight_rows = rows
         kinds = ", ".join(f"{r[1]} ({r[4]})" for r in rows)
+        ids = {str(r[0]) for r in rows}
+
+        async def published() -> list[Any] | None:
+            events = await self.topic_events("insight.created", lambda e: e.tenantid == TENANT, timeout=5)
+            return events if {e.data.insight_id for e in events} >= ids else None
+
+        events = await self.until("serving's insight.created for every row", published)
+        mine = [e for e in events if e.data.insight_id in ids]
+        if len({e.id for e in mine}) != len(ids) or any(e.source != "/apev/serving" for e in mine):
+            raise StepFailed(f"insight.created for {len(ids)} rows: {[(e.id, e.source) for e in mine]}")
         run_page = await self.dbx(functools.partial(_get_run, run_id=int(done["run_id"])))
-        return Outcome(f"run {done['run_id']} SUCCESS; gold.agent_insights: {kinds}", [str(run_page.run_page_url)])
+        return Outcome(
+            f"run {done['run_id']} SUCCESS; gold.agent_insights: {kinds}; serving published {len(mine)} "
+            "insight.created",
+            [str(run_page.run_page_url)],
+        )
 
     async def writeback(self) -> Outcome:
+        """Serving published the insights run's rows as `insight.created`; writeback must hold the payroll one
+        (a write to ADP payroll runs), post it to Slack, apply it once approved there, and MCP must show it."""
         await self.landed("writeback", "GET", "/api/v1/writeback/insights", "writeback (held insights, Slack approval)")
-        from apev_contracts import InsightCreated
-
-        got = await self.mcp("GET", "/api/v1/data/employees", params={"limit": 1})
-        if got.status_code != 200 or not got.json():
-            raise StepFailed(f"MCP employees: {got.status_code} {got.text[:200]}")
-        employee = got.json()[0]
-        salary = f"{Decimal(employee['ANNUAL_SALARY']) + Decimal('1250.00'):.2f}"
-        insight_id = f"demo-payroll-{uuid.uuid4().hex[:12]}"
-        sinks = self.state.url("sinks")
-        before = len((await self.http.get(f"{sinks}/_admin/slack/messages")).json())
-        # Serving publishes insight.created only for new gold.agent_insights rows it finds after an insights run,
-        # and the demo tenant's data yields no payroll row: the demo publishes this one as the backend would.
-        payload = InsightCreated(
-            tenant_id=TENANT, insight_id=insight_id, agent_id=AGENT, target_system="adp", entity_type="employees",
-            entity_id=employee["EMPLOYEE_ID"], changes={"ANNUAL_SALARY": salary}, confidence=0.92,
-            reason="Salary below the location's band for this role (demo)",
-        )  # fmt: skip
-        await self.send(new_event(payload, tenant_id=TENANT, source=SOURCE))
+        payroll = [r for r in self.insight_rows if r[1] == "payroll_anomaly"]
+        if not payroll:
+            raise StepFailed(
+                f"the insights run wrote no payroll_anomaly row (rows: {[r[1] for r in self.insight_rows]})"
+            )
+        insight_id, run_id = str(payroll[0][0]), str(payroll[0][4])
 
         async def insight() -> dict[str, Any] | None:
             got = await self.api("writeback", "GET", f"/api/v1/writeback/insights/{insight_id}")
@@ -469,13 +536,26 @@ class Demo:
         async def held() -> dict[str, Any] | None:
             body = await insight()
             view = (body or {}).get("insight", body or {})
-            return view if view.get("state") == "held" and view.get("slack_posted_at") else None
+            earlier = view.get("state") == "applied" and _at(view["decided_at"]) < self.began
+            return view if earlier or (view.get("state") == "held" and view.get("slack_posted_at")) else None
 
-        view = await self.until("the insight held and posted to Slack", held)
+        view = await self.until(f"serving's insight {insight_id} held by writeback and posted to Slack", held)
+        if view["state"] == "applied":  # `make run` on an earlier stack's data: approved and written back then
+            if view.get("decided_by") != DEMO_APPROVER or not view.get("change_id"):
+                raise StepFailed(f"insight {insight_id} applied on an earlier run, but not as approved: {view}")
+            return Outcome(
+                f"serving's insight {insight_id[:8]} ({run_id}) was held, approved by {view['decided_by']} and "
+                f"written back on an earlier run at {view['decided_at']} (change {view['change_id']}); not again",
+                [f"{self.state.url('writeback')}/api/v1/writeback/insights/{insight_id}"],
+            )
+        if (view.get("target_system"), view.get("entity_type"), view.get("entity_id")) != ("adp", "payroll_runs",
+                                                                                           run_id):  # fmt: skip
+            raise StepFailed(f"writeback holds {view} for insight {insight_id}, not adp/payroll_runs/{run_id}")
+        sinks = self.state.url("sinks")
 
         async def message() -> dict[str, Any] | None:
             messages = (await self.http.get(f"{sinks}/_admin/slack/messages")).json()
-            mine = [m for m in messages[before:] if insight_id in json.dumps(m)]
+            mine = [m for m in messages if insight_id in json.dumps(m)]
             return mine[-1] if mine else None
 
         posted = await self.until("the approval message in the Slack stand-in", message)
@@ -489,23 +569,24 @@ class Demo:
         async def applied() -> dict[str, Any] | None:
             body = await insight()
             view = (body or {}).get("insight", body or {})
+            if view.get("state") == "failed":
+                raise StepFailed(f"the approved write-back failed: {view.get('detail')}")
             return view if view.get("state") == "applied" else None
 
         view = await self.until("the approved insight applied", applied)
-        now = await self.mcp("GET", "/api/v1/data/employees", params={"limit": 1000})
-        record = next((r for r in now.json() if r["EMPLOYEE_ID"] == employee["EMPLOYEE_ID"]), None)
-        if record is None or record["ANNUAL_SALARY"] != salary:
-            raise StepFailed(
-                f"MCP shows {record and record['ANNUAL_SALARY']} for {employee['EMPLOYEE_ID']}, not {salary}"
-            )
+        now = await self.mcp("GET", "/api/v1/data/payroll_runs", params={"location": OFF_CYCLE_LOCATION, "limit": 1000})
+        record = next((r for r in now.json() if r["PAYROLL_RUN_ID"] == run_id), None)
+        if record is None or record["STATUS"] != REVIEW_STATUS:
+            raise StepFailed(f"MCP shows STATUS {record and record['STATUS']} for {run_id}, not {REVIEW_STATUS}")
         changes = (await self.mcp("GET", "/api/v1/integrations/adp/changes", params={"limit": 1000})).json()
-        mine = [c for c in changes if json.dumps(c).find(employee["EMPLOYEE_ID"]) >= 0]
-        if not mine:
-            raise StepFailed("the simulator recorded no write-back change for the employee")
+        mine = [c for c in changes if c["entity_id"] == run_id and c["changes"].get("STATUS") == REVIEW_STATUS]
+        if len(mine) != 1:
+            raise StepFailed(f"the simulator recorded {len(mine)} write-backs of STATUS to {run_id}, not one")
         return Outcome(
-            f"{insight_id}: held ({view.get('policy_reason') or 'payroll'}), Slack message {posted['id']}, "
-            f"approved by {DEMO_APPROVER}, MCP {employee['EMPLOYEE_ID']} ANNUAL_SALARY={salary} "
-            f"(change {view.get('change_id')})"
+            f"serving's insight {insight_id[:8]} (payroll_anomaly, {run_id}): held "
+            f"({view.get('policy_reason') or 'payroll'}), Slack message {posted['id']}, approved by {DEMO_APPROVER}, "
+            f"MCP {run_id} STATUS={record['STATUS']} version {record['VERSION']} (change {mine[0]['change_id']})",
+            [f"{self.state.url('writeback')}/api/v1/writeback/insights/{insight_id}"],
         )
 
     async def send(self, event: Any) -> None:
@@ -520,13 +601,184 @@ class Demo:
         finally:
             await producer.stop()
 
+    async def topic_events(self, topic: str, match: Callable[[Any], bool], timeout: float = 30.0) -> list[Any]:
+        """The events on `topic` (from its start) that `match`: read until the topic's end once one matched, or
+        until `timeout` (then whatever matched, maybe nothing)."""
+        from aiokafka import AIOKafkaConsumer
+
+        from apev_contracts.envelope import decode
+
+        consumer = AIOKafkaConsumer(
+            self.state.topic_prefix + topic, bootstrap_servers=self.state.bootstrap, auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )  # fmt: skip
+        await consumer.start()
+        found: list[Any] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for r in records:
+                        event = decode(r.value, list(r.headers), topic=topic)
+                        if match(event):
+                            found.append(event)
+                if found and not batch:
+                    return found
+        finally:
+            await consumer.stop()
+        return found
+
     async def cost(self) -> Outcome:
-        await self.landed("monitor", "GET", f"/api/v1/monitor/tenants/{TENANT}/cost", "monitor (cost samples)")
-        raise Skipped("monitor's routes answer, but the demo's cost step is not written yet")
+        """Monitor samples system.billing.usage now; the tenant's job DBUs in its cost API and on `cost.sampled`
+        must equal a direct SQL sum over the same system table."""
+        await self.landed("monitor", "POST", "/api/v1/monitor/cost/samples", "monitor (billing sampler)")
+        if self.failing is not None:  # no run may finish between the sample and the direct SQL sum
+            await asyncio.wait([self.failing])
+        sampled = await self.api("monitor", "POST", "/api/v1/monitor/cost/samples")
+        if sampled.status_code != 200:
+            raise StepFailed(f"POST /api/v1/monitor/cost/samples answered {sampled.status_code}: {sampled.text[:300]}")
+        published = sampled.json()["published"]
+        rows = await self.sql_rows(JOBS_COST_SQL)
+        if not rows:
+            raise StepFailed(f"system.billing.usage has no {JOBS_SKU} row tagged ap_tenant_id={TENANT}")
+        day, dbus, dollars = rows[-1][0], Decimal(rows[-1][1]), Decimal(rows[-1][2])
+        places = Decimal("0.000001")
+        got = await self.api("monitor", "GET", f"/api/v1/monitor/tenants/{TENANT}/cost", params={"from": day})
+        days = {d["usage_date"]: d for d in got.json().get("days", [])} if got.status_code == 200 else {}
+        skus = {x["sku"]: x for x in days.get(day, {}).get("skus", [])}
+        jobs = skus.get(JOBS_SKU)
+        if jobs is None:
+            raise StepFailed(f"monitor's cost API has no {JOBS_SKU} for {TENANT} on {day}: {got.text[:300]}")
+        if (Decimal(jobs["dbus"]), Decimal(jobs["dollars"])) != (dbus.quantize(places), dollars.quantize(places)):
+            raise StepFailed(f"monitor says {jobs['dbus']} DBUs / ${jobs['dollars']}, system.billing.usage "
+                             f"{dbus} DBUs / ${dollars}")  # fmt: skip
+        if dollars <= 0:
+            raise StepFailed(f"{TENANT}'s {JOBS_SKU} on {day} costs {dollars}")
+
+        def the_sample(e: Any) -> bool:
+            return bool(e.id == jobs["event_id"] and e.tenantid == TENANT and e.data.sku == JOBS_SKU)
+
+        events = await self.until("the sample on cost.sampled", lambda: self.topic_events("cost.sampled", the_sample))
+        event = events[0]
+        if (event.data.dbus, event.data.dollars) != (Decimal(jobs["dbus"]), Decimal(jobs["dollars"])):
+            raise StepFailed(f"cost.sampled {event.id} carries {event.data.dbus} DBUs / ${event.data.dollars}")
+        total = days[day]
+        return Outcome(
+            f"cost.sampled {event.id[:8]} (revision {event.data.revision}): {TENANT} {day} {JOBS_SKU} "
+            f"{event.data.dbus} DBUs = ${event.data.dollars} (= system.billing.usage); all SKUs that day "
+            f"{total['dbus']} DBUs = ${total['dollars']}; {len(published)} sample(s) published now",
+            [f"{self.state.url('monitor')}/api/v1/monitor/tenants/{TENANT}/cost", console_link(self.state)],
+        )
+
+    async def fail_twice(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An ad-hoc job whose SQL task reads a table no data source provides, created and run twice through the
+        jobs service; both runs must FAIL in the workspace."""
+        cat = naming.catalog_name(TENANT)
+        path = f"/Shared/apev-demo/{ALERT_JOB_KEY}.sql"
+        sql_text = (
+            "-- reconcile claims against collections (no data source provides claims yet)\n"
+            f"SELECT count(*) AS claims FROM {cat}.silver.claims;\n"
+        )
+        await self.dbx(functools.partial(_upload, path=path, content=sql_text))
+        body = {
+            "kind": "adhoc", "key": ALERT_JOB_KEY,
+            "job": {"tasks": [{"task_key": "reconcile", "sql_task": {"file": path}}],
+                    "description": "Demo: reconcile claims (fails: silver.claims does not exist)"},
+            "action": {"type": "run"},
+        }  # fmt: skip
+        made = await self.api("jobs", "POST", "/api/v1/databricks/jobs", json=body)
+        if made.status_code != 202:
+            raise StepFailed(f"POST /api/v1/databricks/jobs answered {made.status_code}: {made.text[:300]}")
+        first = await self._run_outcome(made.json()["request_id"])
+        job_id = str(first["job_id"])
+        again = await self.api("jobs", "POST", f"/api/v1/databricks/jobs/{job_id}/run", json={})
+        if again.status_code != 202:
+            raise StepFailed(f"POST jobs/{job_id}/run answered {again.status_code}: {again.text[:300]}")
+        second = await self._run_outcome(again.json()["request_id"])
+        for run in (first, second):
+            if run["run_state"]["result_state"] != "FAILED":
+                raise StepFailed(f"run {run['run_id']} of job {job_id} ended {run['run_state']}, not FAILED")
+        return first, second
 
     async def alert(self) -> Outcome:
+        """The job failing twice (started after the gold step): monitor's job_failures rule must page exactly
+        once (one PagerDuty incident by its dedup key, one Slack message naming the job)."""
         await self.landed("monitor", "GET", "/api/v1/monitor/alerts", "monitor (alerts to PagerDuty and Slack)")
-        raise Skipped("monitor's routes answer, but the demo's alert step is not written yet")
+        first, second = await (self.failing or self.fail_twice())
+        job_id = str(first["job_id"])
+
+        async def firing() -> dict[str, Any] | None:
+            got = await self.api("monitor", "GET", "/api/v1/monitor/alerts", params={"rule": "job_failures"})
+            mine = [a for a in got.json().get("alerts", []) if a["labels"].get("job_id") == job_id]
+            return mine[0] if mine and mine[0]["state"] == "firing" else None
+
+        alert = await self.until(f"monitor's job_failures alert for job {job_id} firing", firing, 60)
+
+        async def delivered() -> dict[str, Any] | None:
+            got = await self.api("monitor", "GET", f"/api/v1/monitor/alerts/{alert['fingerprint']}")
+            notes = got.json().get("notifications", []) if got.status_code == 200 else []
+            done = {n["receiver"]: n for n in notes if n["status"] == "delivered"}
+            return done if {"pagerduty", "slack"} <= set(done) else None
+
+        notes = await self.until("the page delivered to PagerDuty and Slack", delivered, 90)
+        dedup = notes["pagerduty"]["dedup_key"]
+        sinks = self.state.url("sinks")
+        needle = f"(job {job_id})"
+
+        async def received() -> tuple[list[Any], list[Any]]:
+            incidents = (await self.http.get(f"{sinks}/_admin/pagerduty/incidents", params={"dedup_key": dedup})).json()
+            messages = (await self.http.get(f"{sinks}/_admin/slack/messages")).json()
+            return incidents, [m for m in messages if needle in json.dumps(m)]
+
+        sent_at = min(_at(a["at"]) for n in notes.values() for a in n["attempts"] if a["outcome"] == "delivered")
+        if sent_at < self.began:  # `make run` on an earlier stack's data: the alert was firing and paged then
+            await asyncio.sleep(ALERT_SETTLE_SECONDS)
+            incidents, messages = await received()
+            if incidents or messages:
+                raise StepFailed(f"job {job_id} paged again: {len(incidents)} incidents, {len(messages)} messages")
+            return Outcome(
+                f"job {job_id} runs {first['run_id']}, {second['run_id']} FAILED; alert {alert['fingerprint'][:12]} "
+                f"still firing since an earlier run, which paged at {sent_at:%H:%M:%S}: no second page now "
+                "(repeat_interval 4h; the stand-ins, restarted, received nothing new)",
+                [first["run_page_url"], second["run_page_url"], console_link(self.state)],
+            )
+        incidents, messages = await self.until("the incident and the message in the stand-ins", received)
+        await asyncio.sleep(ALERT_SETTLE_SECONDS)  # further evaluations must not page again
+        incidents, messages = await received()
+        if len(incidents) != 1 or len(messages) != 1:
+            raise StepFailed(f"job {job_id}: {len(incidents)} PagerDuty incidents for dedup key {dedup} and "
+                             f"{len(messages)} Slack messages naming it; expected exactly one each")  # fmt: skip
+        incident = incidents[0]
+        if incident.get("trigger_count", 1) != 1:
+            raise StepFailed(f"incident {incident['id']} was triggered {incident['trigger_count']} times")
+        return Outcome(
+            f"job {job_id} runs {first['run_id']}, {second['run_id']} FAILED (started after the gold step) -> "
+            f"alert {alert['fingerprint'][:12]} firing ({alert['summary'][:80]}) -> PagerDuty incident "
+            f"{incident['id']} ({incident['status']}, "
+            f"dedup {dedup[:12]}), Slack message {messages[0]['id']}: one each after {ALERT_SETTLE_SECONDS:.0f}s more",
+            [
+                first["run_page_url"],
+                second["run_page_url"],
+                f"{sinks}/_admin/pagerduty/incidents/{incident['id']}",
+                console_link(self.state),
+            ],
+        )
+
+    async def _run_outcome(self, request_id: str) -> dict[str, Any]:
+        """Wait for the jobs service's request to have a finished run; its view plus the run page."""
+
+        async def finished() -> dict[str, Any] | None:
+            got = await self.api("jobs", "GET", f"/api/v1/databricks/requests/{request_id}")
+            body = got.json() if got.status_code == 200 else {}
+            if body.get("state") == "failed":
+                raise StepFailed(f"the jobs service failed request {request_id}: {body.get('error')}")
+            state = body.get("run_state")
+            return body if state and not state["active"] and state["result_state"] else None
+
+        done = await self.until(f"the run of request {request_id}", finished)
+        run = await self.dbx(functools.partial(_get_run, run_id=int(done["run_id"])))
+        return {**done, "run_page_url": str(run.run_page_url)}
 
 
 class _RemoteWorkspace:
@@ -549,8 +801,26 @@ def ensure_chat_endpoint(host: str, token: str) -> str:
     return ensure_local_chat_endpoint(_RemoteWorkspace(host, token))  # type: ignore[arg-type]
 
 
+def console_link(state: StackState) -> str:
+    """The operator console, served by the monitor service under `/console/`."""
+    return f"{state.url('monitor')}/console/"
+
+
+def _at(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _get_run(w: WorkspaceClient, run_id: int) -> Any:
     return w.jobs.get_run(run_id)
+
+
+def _upload(w: WorkspaceClient, path: str, content: str) -> None:
+    from databricks.sdk.service.workspace import ImportFormat
+
+    w.workspace.mkdirs(path.rsplit("/", 1)[0])
+    body = base64.b64encode(content.encode()).decode()
+    w.workspace.import_(path=path, content=body, format=ImportFormat.AUTO, overwrite=True)
 
 
 def summary_json(results: list[StepResult], total_seconds: float) -> str:

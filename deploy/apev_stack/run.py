@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from apev_contracts.topics import all_topics
-from apev_stack.demo import Demo, StepResult, summary_json
+from apev_stack.demo import Demo, StepResult, console_link, summary_json
 from apev_stack.kafka import KafkaBroker, create_topics, free_port
 from apev_stack.paths import state_dir
 from apev_stack.state import StackState, remove_state, write_state
@@ -52,6 +52,8 @@ def closing_table(state: StackState, kafka_log: Path | None) -> Table:
             else ""
         )
         table.add_row(part, url + extra, state.logs.get(part, ""))
+    console_url = console_link(state)
+    table.add_row("console", f"[link={console_url}]{console_url}[/link]  (operator console, served by monitor)", "")
     return table
 
 
@@ -64,13 +66,28 @@ def credentials(state: StackState) -> list[str]:
         f"KAFKA_BOOTSTRAP_SERVERS={state.bootstrap}"
         + (f" KAFKA_TOPIC_PREFIX={state.topic_prefix}" if state.topic_prefix else ""),
         f"Stack state for the CLI: {state_dir() / 'run' / 'stack.json'}   (`python -m apev_stack --help`)",
+        f"Operator console: {console_link(state)}   (served by monitor)",
     ]
 
 
-async def _demo(state: StackState, con: Console, timeout: float) -> list[StepResult]:
+async def _demo(
+    state: StackState, con: Console, timeout: float, stopping: threading.Event | None = None
+) -> list[StepResult]:
+    """The demo's steps; Ctrl-C or SIGTERM (`stopping`) interrupts the running step, the rest is "not run"."""
     demo = Demo(state, con, timeout=timeout)
+    task = asyncio.create_task(demo.run())
     try:
-        await demo.run()
+        while not task.done():
+            await asyncio.wait([task], timeout=0.3)
+            if stopping is not None and stopping.is_set() and not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+                done = {r.name for r in demo.results}
+                demo.results += [
+                    StepResult(name, False, 0.0, "not run: interrupted (Ctrl-C)")
+                    for name, _ in demo.steps()
+                    if name not in done
+                ]
     finally:
         await demo.close()
     return demo.results
@@ -105,12 +122,13 @@ def demo(timeout: float = 150.0) -> int:
             results.append(
                 StepResult("stack up", True, time.monotonic() - step_started, "Kafka, 3 stand-ins, 5 services")
             )
-        except (RuntimeError, KeyboardInterrupt) as exc:
-            results.append(StepResult("stack up", False, time.monotonic() - step_started, str(exc)[:1000]))
-            console.print(f"[red]✘ stack up: {exc}[/]")
+        except (Exception, KeyboardInterrupt) as exc:  # a named failed step and the JSON line, never a traceback
+            why = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RuntimeError) else str(exc)
+            results.append(StepResult("stack up", False, time.monotonic() - step_started, why[:1000]))
+            console.print(f"[red]✘ stack up: {why}[/]")
             return 1
         console.print(f"[green]✔ ok     [/] {'stack up':<30} {results[0].seconds:6.1f}s  logs in {stack.logs_dir}")
-        results += asyncio.run(_demo(state, console, timeout))
+        results += asyncio.run(_demo(state, console, timeout, stopping))
         return 0 if all(r.ok is not False for r in results) else 1
     finally:
         if stack is not None:
@@ -146,7 +164,7 @@ def run(bootstrap: str, kafka_started: bool, kafka_log: Path | None, *, with_dem
         write_state(state, root)
         console.print(f"[bold]run:[/] everything answers after {time.monotonic() - t0:.1f}s; logs in {stack.logs_dir}")
         if with_demo:
-            results = asyncio.run(_demo(state, console, 150.0))
+            results = asyncio.run(_demo(state, console, 150.0, stopping))
             console.print(summary_json(results, sum(r.seconds for r in results)), soft_wrap=True)
         console.print(closing_table(state, kafka_log))
         for line in credentials(state):

@@ -8,8 +8,10 @@ their offsets) and the stand-ins after, each with SIGTERM and a grace period, SI
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ from typing import IO
 
 from rich.console import Console
 
-from apev_stack.kafka import free_port, stop_process_group
+from apev_stack.kafka import stop_process_group
 from apev_stack.paths import repo_root
 from apev_stack.state import StackState
 
@@ -38,6 +40,12 @@ LOCAL_MCP_WEBHOOK_SECRET = "apev-local-mcp-webhook"  # noqa: S105
 LOCAL_SLACK_SIGNING_SECRET = "apev-local-slack-signing-secret"  # noqa: S105
 DEMO_APPROVER = "U0DEMOOPS"
 APPROVALS_WEBHOOK = "/services/T0APEV0000/B0ALERTS00/apev-local-alerts"  # the Slack stand-in's #alerts default
+BILLING_WEBHOOK = "/services/T0APEV0000/B0BILLING0/apev-local-billing"  # the Slack stand-in's #billing default
+PAGERDUTY_ROUTING_KEY = "apevlocalpagerdutyroutingkey0001"  # the PagerDuty stand-in's apev-oncall service
+# The monitor evaluates its rules every 2 s here (15 s by default) so a page follows a failure within seconds;
+# its billing sampler re-reads system.billing.usage every 60 s (900 s by default).
+MONITOR_INTERVALS = {"MONITOR_EVALUATE_INTERVAL_SECONDS": "2", "MONITOR_SAMPLE_INTERVAL_SECONDS": "60"}
+READY_TIMEOUT = 240.0  # seconds each group (stand-ins, services) may take to answer; a loaded 2-core box needs ~2 min
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green", "red"]
 SERVICES = ["ingest", "jobs", "serving", "writeback", "monitor"]
 STAND_INS = ["workspace", "mcp", "sinks"]
@@ -58,9 +66,20 @@ def port_var(part: str) -> str:
 def choose_ports(free: bool = False) -> dict[str, int]:
     """Each part's port: its variable (`WORKSPACE_PORT`, `JOBS_HTTP_PORT`, ...), else the default (or a free one)."""
     out = {}
-    for part, default in DEFAULT_PORTS.items():
-        value = os.environ.get(port_var(part))
-        out[part] = int(value) if value else (free_port() if free else default)
+    held: list[socket.socket] = []  # every free port stays bound until all are chosen: no two parts get one port
+    try:
+        for part, default in DEFAULT_PORTS.items():
+            value = os.environ.get(port_var(part))
+            if value or not free:
+                out[part] = int(value) if value else default
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            out[part] = int(s.getsockname()[1])
+    finally:
+        for s in held:
+            s.close()
     return out
 
 
@@ -117,8 +136,20 @@ def plan(bootstrap: str, data: Path, ports: dict[str, int], topic_prefix: str = 
             env["INGEST_MCP_WEBHOOK_SECRET"] = LOCAL_MCP_WEBHOOK_SECRET
         if name == "writeback":
             env["WRITEBACK_SLACK_SIGNING_SECRET"] = LOCAL_SLACK_SIGNING_SECRET
+        if name == "monitor":  # the operator console reads the other services through their HTTP APIs
+            env |= {f"MONITOR_{other.upper()}_URL": f"http://127.0.0.1:{ports[other]}" for other in SERVICES[:4]}
         if name == "jobs":
             env |= {"JOBS_WEBHOOK_PASSWORD": LOCAL_WEBHOOK_PASSWORD, "JOBS_RECONCILE_INTERVAL_SECONDS": "5"}
+        if name == "monitor":  # alerts go to the stand-ins: #alerts and #billing, PagerDuty, SMTP
+            webhooks = {"alerts": sinks_url + APPROVALS_WEBHOOK, "billing": sinks_url + BILLING_WEBHOOK}
+            env |= MONITOR_INTERVALS | {
+                "MONITOR_SLACK_WEBHOOKS": json.dumps(webhooks),
+                "MONITOR_PAGERDUTY_EVENTS_URL": sinks_url,
+                "MONITOR_PAGERDUTY_ROUTING_KEY": PAGERDUTY_ROUTING_KEY,
+                "MONITOR_SMTP_HOST": "127.0.0.1",
+                "MONITOR_SMTP_PORT": str(smtp),
+                "MONITOR_EMAIL_TO": json.dumps(["finance@demo-dental.local"]),
+            }
         services.append(Child(name, [py, "-m", f"apev_{name}"], f"http://127.0.0.1:{port}/readyz", env))
     return stand_ins, services
 
@@ -197,8 +228,6 @@ def _wait_ready(children: list[Child], timeout: float, stopping: threading.Event
 
 
 def _put_json(url: str, body: dict[str, str]) -> None:
-    import json
-
     request = urllib.request.Request(  # noqa: S310 - fixed local URL
         url, data=json.dumps(body).encode(), method="PUT", headers={"Content-Type": "application/json"}
     )
@@ -249,6 +278,8 @@ class Stack:
     ports: dict[str, int]
     topic_prefix: str = ""
     echo: bool = False
+    ready_timeout: float = READY_TIMEOUT
+    """How long each group (stand-ins, then services) may take to answer."""
     stand_ins: list[Child] = field(default_factory=list)
     services: list[Child] = field(default_factory=list)
     started: list[Child] = field(default_factory=list)
@@ -278,7 +309,7 @@ class Stack:
                 _start(child, self.logs_dir, COLORS[index % len(COLORS)] if self.echo else None)
                 self.started.append(child)
                 index += 1
-            _wait_ready(group, 120.0, stopping)
+            _wait_ready(group, self.ready_timeout, stopping)
             for child in group:
                 if on_ready:
                     on_ready(child.name)

@@ -68,8 +68,15 @@ def _register_monitor(broker: Any, service: Any, group: str) -> None:
     monitor_handlers.register_lineage(broker, service, group)  # the lineage store (its own object in the app)
 
 
+class _NoIndex:
+    """Serving's document-index refresh, its third `run.finished` subscriber (group `<group>.retrieval`)."""
+
+    async def on_run_finished(self, event: CloudEvent[Any], tx: Any) -> None:
+        pass
+
+
 def _register_serving(broker: Any, service: Any, group: str) -> None:
-    serving_handlers.register(broker, service, group, _NoCache(), "faults")  # type: ignore[arg-type]
+    serving_handlers.register(broker, service, group, _NoCache(), "faults", _NoIndex())  # type: ignore[arg-type]
     serving_handlers.register_offboarding(broker, _Offboarding(service), group, "faults")  # type: ignore[arg-type]
 
 
@@ -252,7 +259,7 @@ async def _run(kafka_bootstrap: str, pg_url: str, report: Report, rounds: int, n
             for topic in c.topics:
                 for m in await c.letters(topic):
                     pos = (c.name, topic, m.letter.partition, m.letter.offset)
-                    found[(pos, m.letter.consumer)] += 1  # serving reads run.finished in two groups
+                    found[(pos, m.letter.consumer)] += 1  # serving reads run.finished in three groups
                     case = expected.get(pos)
                     if case is None:
                         wrong.append(f"{c.name}/{topic}: unexpected letter {m.summary()}")

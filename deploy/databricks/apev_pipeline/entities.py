@@ -65,6 +65,11 @@ ENTITIES: dict[str, Entity] = {
             journal_entry_id="STRING", practice_location="STRING", entry_date="DATE", account_number="STRING",
             account_name="STRING", debit=MONEY, credit=MONEY, memo="STRING",
         ),
+        _entity(
+            "documents",
+            document_id="STRING", doc_type="STRING", title="STRING", practice_location="STRING", author="STRING",
+            body="STRING",
+        ),
     )
 }  # fmt: skip
 
@@ -84,4 +89,15 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
     GoldTable("payroll_summary", ("payroll_runs", "employees"), "payroll_summary.sql"),
     GoldTable("financial_summary", ("financials",), "financial_summary.sql"),
     GoldTable("labor_cost_share", ("payroll_runs", "production_kpis"), "labor_cost_share.sql"),
+    GoldTable("knowledge_chunks", ("documents",), "knowledge_chunks.sql"),
 )
+
+CHUNK_WORDS, CHUNK_STEP = 50, 40
+"""`gold.knowledge_chunks`: CHUNK_WORDS-word windows starting every CHUNK_STEP words (`gold/knowledge_chunks.sql`)."""
+
+
+def chunk_words(body: str) -> list[str]:
+    """The chunks `knowledge_chunks.sql` makes of one document body, in order (the same rule, in Python)."""
+    words = body.split()
+    count = max(len(words) - (CHUNK_WORDS - CHUNK_STEP) - 1, 0) // CHUNK_STEP + 1
+    return [" ".join(words[n * CHUNK_STEP : n * CHUNK_STEP + CHUNK_WORDS]) for n in range(count)] if words else []

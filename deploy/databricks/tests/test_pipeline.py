@@ -18,6 +18,7 @@ from databricks.sdk.service import jobs
 
 from apev_contracts import naming
 from apev_mcpsim.testing import RunningMcp
+from apev_pipeline.entities import chunk_words
 from apev_workspace.testing import RunningWorkspace, wait_run
 
 from .conftest import Tenant, deploy, output, provision, query, result, rows, run_job, start_job, task
@@ -42,7 +43,7 @@ def world(stack: tuple[RunningWorkspace, RunningMcp]) -> dict[str, Any]:
     a, b = provision(ws, mcp, "tenant-a"), provision(ws, mcp, "tenant-b")
     deploy(ws, mcp, a, "adp-1", "adp", ["employees", "payroll_runs"])
     deploy(ws, mcp, a, "pms-1", "dentalintel", ["production_kpis", "locations"])
-    deploy(ws, mcp, b, "ns-1", "netsuite", ["financials"])
+    deploy(ws, mcp, b, "ns-1", "netsuite", ["financials", "documents"])
     mcp.reset_counters()
     started = {(t.tenant_id, ds): start_job(w, job) for t in (a, b) for ds, (_, job) in t.jobs.items()}
     first = {k: wait_run(w, run_id, timeout=120) for k, run_id in started.items()}
@@ -70,7 +71,8 @@ def test_first_runs_fill_bronze_silver_gold_with_the_simulators_numbers(
     b: Tenant = world["b"]
     _assert_financials(w, mcp, b)
     # a gold table whose sources are absent is not created, and the task says so
-    assert {t.name for t in w.tables.list(catalog_name=b.catalog, schema_name="gold")} == {"financial_summary"}
+    gold = {t.name for t in w.tables.list(catalog_name=b.catalog, schema_name="gold")}
+    assert gold == {"financial_summary", "knowledge_chunks"}
     gold_log = output(w, world["first"][("tenant-b", "ns-1")], "silver_to_gold").logs or ""
     assert "gold.monthly_kpis: not built, its sources are absent: silver.production_kpis" in gold_log
 
@@ -232,6 +234,28 @@ def test_tenant_isolation_and_pii(stack: tuple[RunningWorkspace, RunningMcp], wo
     assert masked == [[str(len(employees)), "0", "0", "0"]]
     refused = query(a.as_engineer, f"SELECT SSN_LAST_FOUR FROM {a.catalog}.bronze.employees")
     assert "INSUFFICIENT_PERMISSIONS" in (refused.status.error.message if refused.status.error else "")
+
+
+def test_documents_become_knowledge_chunks(stack: tuple[RunningWorkspace, RunningMcp], world: dict[str, Any]) -> None:
+    """`gold.knowledge_chunks` is the chunking rule (`apev_pipeline.entities.chunk_words`) applied here to the
+    simulator's documents, with the change data feed on that the tenant's Delta Sync index needs."""
+    ws, mcp = stack
+    w = ws.client()
+    b: Tenant = world["b"]
+    assert result(world["first"][("tenant-b", "ns-1")]) == "SUCCESS"
+    docs = b.mcp_records(mcp, "documents")
+    assert rows(w, f"SELECT count(*) FROM {b.catalog}.silver.documents") == [[str(len(docs))]]
+    expected = {
+        f"{d['DOCUMENT_ID']}#{n}": (d["DOCUMENT_ID"], d["TITLE"], d["UPDATED_AT"][:19], text)
+        for d in docs
+        for n, text in enumerate(chunk_words(d["BODY"]))
+    }
+    assert len(expected) > len(docs)  # some documents are longer than one chunk
+    got = rows(w, f"SELECT chunk_id, document_id, title, CAST(updated_at AS STRING), chunk_text"
+                  f" FROM {b.catalog}.gold.knowledge_chunks")  # fmt: skip
+    assert {str(r[0]): (r[1], r[2], str(r[3])[:19].replace(" ", "T"), r[4]) for r in got} == expected
+    table = w.tables.get(f"{b.catalog}.gold.knowledge_chunks")
+    assert (table.properties or {}).get("delta.enableChangeDataFeed") == "true"
 
 
 def test_a_bad_mcp_key_fails_fetch_with_mcps_detail_and_loads_nothing(

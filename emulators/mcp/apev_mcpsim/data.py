@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from apev_mcpsim import documents
+
 Record = dict[str, str]
 
 # Field order matters: the first field is the entity's id.
@@ -31,6 +33,7 @@ ENTITY_FIELDS: dict[str, tuple[str, ...]] = {
                    "SUPPLIES_EXPENSE", "NET_INCOME", "REVIEW_STATUS", "REVIEW_NOTE"),
     "journal_entries": ("JOURNAL_ENTRY_ID", "PRACTICE_LOCATION", "ENTRY_DATE", "ACCOUNT_NUMBER", "ACCOUNT_NAME",
                         "DEBIT", "CREDIT", "MEMO", "REVIEW_STATUS", "REVIEW_NOTE"),
+    "documents": documents.FIELDS,
 }  # fmt: skip
 SYSTEM_FIELDS = ("UPDATED_AT", "VERSION")
 ENTITY_ID_FIELDS = {entity: fields[0] for entity, fields in ENTITY_FIELDS.items()}
@@ -54,7 +57,7 @@ REVIEW_NOTE_MAX = 2000
 INTEGRATION_TYPES = ("adp", "netsuite", "dentalintel", "eaglesoft", "dentrix")
 INTEGRATION_ENTITIES: dict[str, tuple[str, ...]] = {
     "adp": ("employees", "payroll_runs"),
-    "netsuite": ("financials", "journal_entries"),
+    "netsuite": ("financials", "journal_entries", "documents"),  # documents: NetSuite's file cabinet
     "dentalintel": ("production_kpis", "locations"),
     "eaglesoft": ("production_kpis", "locations"),
     "dentrix": ("production_kpis", "locations"),
@@ -247,11 +250,18 @@ GENERATORS: dict[str, Callable[[random.Random, Shape], list[Record]]] = {
 
 
 def generate(entity_type: str, tenant_code: str, shape: Shape) -> list[Record]:
-    return GENERATORS[entity_type](random.Random(f"{shape.seed}:{tenant_code}:{entity_type}"), shape)
+    rng = random.Random(f"{shape.seed}:{tenant_code}:{entity_type}")
+    if entity_type == "documents":  # ids carry the tenant, so the generator needs its code
+        return documents.generate(rng, shape.start, _location_codes(shape), tenant_code)
+    return GENERATORS[entity_type](rng, shape)
 
 
 def nudge(rng: random.Random, record: Record) -> None:
-    """Change a record the way a source system would between syncs: its numbers drift a little."""
+    """Change a record the way a source system would between syncs: its numbers drift a little (a document
+    gets a new revision paragraph)."""
+    if "BODY" in record:
+        documents.revise(rng, record)
+        return
     for field in list(record):
         if field in DECIMAL_FIELDS and record[field] not in ("0.00",):
             record[field] = money(Decimal(record[field]) * Decimal(str(round(rng.uniform(0.95, 1.05), 4))))

@@ -9,7 +9,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from apev_mcpsim import data
+from apev_mcpsim import data, documents
 from apev_mcpsim.exceptions import McpSimError, invalid
 
 
@@ -63,6 +63,12 @@ def check_value(entity_type: str, name: str, value: Any) -> str | None:
                 raise invalid(f"{entity_type}.{name}: {value!r} is not one of {', '.join(allowed)}")
         elif name == "REVIEW_NOTE" and len(text) > data.REVIEW_NOTE_MAX:
             raise invalid(f"{entity_type}.{name}: at most {data.REVIEW_NOTE_MAX} characters, got {len(text)}")
+        elif name in ("BODY", "TITLE") and not text.strip():
+            raise invalid(f"{entity_type}.{name}: must not be empty")
+        elif name == "BODY" and len(text) > documents.BODY_MAX:
+            raise invalid(f"{entity_type}.{name}: at most {documents.BODY_MAX} characters, got {len(text)}")
+        elif name == "DOC_TYPE" and text not in documents.DOC_TYPES:
+            raise invalid(f"{entity_type}.{name}: {value!r} is not one of {', '.join(documents.DOC_TYPES)}")
     except (ValueError, InvalidOperation) as exc:
         raise invalid(f"{entity_type}.{name}: {value!r} is not a valid value") from exc
     return text

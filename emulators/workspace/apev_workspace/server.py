@@ -64,6 +64,8 @@ from apev_workspace.tracking import urls as tracking_urls
 from apev_workspace.tracking.models import Tracking
 from apev_workspace.unity_catalog import urls as uc_urls
 from apev_workspace.unity_catalog.models import UnityCatalog
+from apev_workspace.vector_search import urls as vector_search_urls
+from apev_workspace.vector_search.models import VectorSearch
 from apev_workspace.workspace_files import urls as files_urls
 from apev_workspace.workspace_files.models import WorkspaceFiles
 
@@ -99,6 +101,7 @@ class Settings:
     serving_idle_seconds: float = 1800.0  # idle time before scale_to_zero_enabled entities scale down
     serving_cold_start_seconds: float = 0.5  # extra start time of a served entity's worker
     oauth_token_ttl_seconds: int = DEFAULT_OAUTH_TOKEN_TTL_SECONDS  # lifetime of OAuth M2M access tokens
+    vector_search_provision_seconds: float = 1.0  # a new Vector Search endpoint is PROVISIONING this long
 
     @property
     def url(self) -> str:
@@ -173,6 +176,17 @@ class Workspace:
             idle_seconds=settings.serving_idle_seconds,
             cold_start_seconds=settings.serving_cold_start_seconds,
         )
+        self.vector_search = VectorSearch(
+            self.store,
+            self.lock,
+            self.identity,
+            self.uc,
+            self.sql,
+            self.serving,
+            data / "vector_search",
+            public_url=lambda: self.settings.url,
+            endpoint_provision_seconds=settings.vector_search_provision_seconds,
+        )
         self._started = False
 
     def start(self) -> None:
@@ -185,6 +199,7 @@ class Workspace:
             self.schedules.start()
             self.registry.start()
             self.serving.start()
+            self.vector_search.start()
             billing_tables.register(self)  # system.billing.* through the SQL engine, when there is one
             self._started = True
 
@@ -194,6 +209,7 @@ class Workspace:
             self.executor.shutdown()
             self.notifier.shutdown()
             self.webhooks.shutdown()
+            self.vector_search.close()
             self.serving.close()
             self._started = False
         self.sql.close()
@@ -239,6 +255,7 @@ def build_app(workspace: Workspace) -> FaultMiddleware:
         *volume_files_urls.routes(),
         *sql_urls.routes(),
         *permissions_urls.routes(),
+        *vector_search_urls.routes(),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
     app = Starlette(routes=routes)

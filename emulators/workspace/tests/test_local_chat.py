@@ -54,3 +54,34 @@ def test_served_as_a_chat_endpoint(ws: RunningWorkspace) -> None:
         answer = r.json()
     assert answer["object"] == "chat.completion" and answer["choices"][0]["finish_reason"] == "tool_calls"
     assert json.loads(answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])["limit"] == 2
+
+
+DOC_TOOLS = [*TOOLS, {"type": "function", "function": {"name": "search_documents", "parameters": {}}}]
+
+
+def _calls(text: str, tools: list[dict[str, object]] = DOC_TOOLS) -> list[tuple[str, dict[str, object]]]:
+    message = _ask(text, tools)["choices"][0]["message"]  # type: ignore[index]
+    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in message.get("tool_calls") or []]
+
+
+def test_document_questions_route_to_search_documents_and_combine_with_sql() -> None:
+    question = "What does the Delta Dental contract say about crowns?"
+    assert _calls(question) == [("search_documents", {"query": question, "num_results": 3})]
+    both = "What are our top 3 performing locations, and what does our cancellation policy say?"
+    assert _calls(both) == [
+        ("sql_query", {"query_id": "top_locations", "limit": 3}),
+        ("search_documents", {"query": both, "num_results": 3}),
+    ]
+    assert _calls("How do we stop no-shows? Check the policy") == [
+        ("search_documents", {"query": "How do we stop no-shows? Check the policy", "num_results": 3})
+    ]  # "top" inside "stop" is not a SQL question
+    assert _calls(question, TOOLS) == []  # no document tool offered: nothing to search with
+    result = {
+        "query_id": "search_documents",
+        "columns": ["document_id", "title", "chunk_id", "chunk_text", "score"],
+        "rows": [["D-1", "Delta contract", "D-1#0", "Crowns at 50 percent.", 0.4], ["D-2", "Notes", "D-2#0", "x", 0.1]],
+    }
+    worded = local_chat.predict({"messages": [{"role": "tool", "content": json.dumps(result)}]})
+    assert worded["choices"][0]["message"]["content"] == (
+        'The most relevant document is "Delta contract" (D-1): "Crowns at 50 percent." Also relevant: "Notes" (D-2).'
+    )

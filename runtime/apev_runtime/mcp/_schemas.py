@@ -58,6 +58,9 @@ ENTITY_SCHEMAS: dict[str, dict[str, Kind]] = {
         "JOURNAL_ENTRY_ID": S, "PRACTICE_LOCATION": S, "ENTRY_DATE": DAY, "ACCOUNT_NUMBER": S,
         "ACCOUNT_NAME": S, "DEBIT": D, "CREDIT": D, "MEMO": S, "REVIEW_STATUS": S, "REVIEW_NOTE": S, **_COMMON,
     },
+    "documents": {
+        "DOCUMENT_ID": S, "DOC_TYPE": S, "TITLE": S, "PRACTICE_LOCATION": S, "AUTHOR": S, "BODY": S, **_COMMON,
+    },
 }  # fmt: skip
 
 # The id field of each entity type: what write-back's ``entity_id`` and the data cursor refer to.
@@ -65,7 +68,7 @@ ENTITY_ID_FIELDS: dict[str, str] = {name: next(iter(fields)) for name, fields in
 
 INTEGRATION_ENTITIES: dict[str, tuple[str, ...]] = {
     "adp": ("employees", "payroll_runs"),
-    "netsuite": ("financials", "journal_entries"),
+    "netsuite": ("financials", "journal_entries", "documents"),
     "dentalintel": ("production_kpis", "locations"),
     "eaglesoft": ("production_kpis", "locations"),
     "dentrix": ("production_kpis", "locations"),

@@ -18,6 +18,7 @@ from apev_contracts import naming
 from apev_contracts.common import Identifier, Name
 from apev_contracts.events.lifecycle import EmployeeId, VolumePath
 from apev_ingest import gateway as gw
+from apev_ingest import overview
 from apev_ingest.service import IngestService
 from apev_runtime.auth import AuthError, JwtVerifier, Principal, auth_error_response
 from apev_runtime.errors import PermanentError
@@ -229,6 +230,21 @@ def routes(service: IngestService, jwt: JwtVerifier | None, webhook: WebhookVeri
             return refused
         return JSONResponse(await service.lifecycle.offboarding(principal.tenant_id, request.path_params["id"]))
 
+    @guard(ADMIN)
+    async def list_tenants(request: Request, principal: Principal) -> Response:
+        """Every tenant with data sources (a platform view: admin only)."""
+        return JSONResponse({"tenants": await overview.tenants(service)})
+
+    @guard(READ_ROLES)
+    async def tenant_tables(request: Request, principal: Principal) -> Response:
+        """The path's tenant's bronze/silver/gold tables and their row counts."""
+        if refused := own_tenant(principal, request.path_params["tenant"]):
+            return refused
+        try:
+            return JSONResponse(await overview.table_counts(service, principal.tenant_id))
+        except DatabricksError as exc:
+            return _error(502, "databricks_error", str(exc)[:500])
+
     def own_tenant(principal: Principal, tenant: str) -> Response | None:
         try:
             principal.require(tenant_id=naming.normalize_tenant_id(tenant))
@@ -261,6 +277,8 @@ def routes(service: IngestService, jwt: JwtVerifier | None, webhook: WebhookVeri
         Route("/api/v1/credentials", list_credentials, methods=["GET"]),
         Route("/api/v1/credentials/rotations", request_rotation, methods=["POST"]),
         Route("/api/v1/credentials/rotations/{id}", get_rotation, methods=["GET"]),
+        Route("/api/v1/tenants", list_tenants, methods=["GET"]),
+        Route("/api/v1/tenants/{tenant}/tables", tenant_tables, methods=["GET"]),
         Route("/api/v1/tenants/{tenant}/offboarding", request_offboarding, methods=["POST"]),
         Route("/api/v1/tenants/{tenant}/offboarding/{id}", get_offboarding, methods=["GET"]),
         Route("/webhooks/mcp", mcp_webhook, methods=["POST"]),

@@ -345,6 +345,24 @@ async def test_run_finished_records_progress_and_the_api_shows_it(stack: Stack, 
     assert 'apev_ingest_provisioning_step_seconds_count{step="catalog"}' in metrics
 
 
+async def test_operators_see_every_tenant_and_a_tenants_table_row_counts(stack: Stack, world: dict[str, Any]) -> None:
+    """The console's reads: `GET /api/v1/tenants` (admin) and `GET /api/v1/tenants/{tenant}/tables`."""
+    cat_a = naming.catalog_name(A)
+    async with stack.http(A, ("admin",)) as http:
+        listed = {t["tenant_id"]: t for t in (await http.get("/api/v1/tenants")).json()["tenants"]}
+        assert {A, B} <= set(listed) and listed[A]["datasources"] == 1 and listed[A]["catalog"] == cat_a
+        body = (await http.get(f"/api/v1/tenants/{A}/tables")).json()
+    assert body["provisioned"] is True
+    counts = {(t["layer"], t["name"]): t["rows"] for t in body["tables"]}
+    assert {layer for layer, _ in counts} == {"bronze", "silver", "gold"}
+    want = _rows(stack.w, f"SELECT count(*) FROM {cat_a}.gold.payroll_summary")[0][0]
+    assert counts[("gold", "payroll_summary")] == int(str(want)) > 0
+    async with stack.http(A, ("analyst",)) as http:
+        assert (await http.get("/api/v1/tenants")).status_code == 403  # a platform view
+        assert (await http.get(f"/api/v1/tenants/{B}/tables")).status_code == 403  # another tenant's
+        assert (await http.get(f"/api/v1/tenants/{A}/tables")).status_code == 200
+
+
 async def test_a_tenant_creates_schemas_only_in_its_own_catalog(stack: Stack, world: dict[str, Any]) -> None:
     cat_a, cat_b = naming.catalog_name(A), naming.catalog_name(B)
     async with stack.http(A, ("admin",)) as http:

@@ -9,7 +9,7 @@ import binascii
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import pydantic
 import structlog
@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from apev_contracts import JobRequested
 from apev_contracts.envelope import new_event
 from apev_contracts.events.jobs import Parameters
+from apev_contracts.events.runs import RunOutcome
 from apev_jobs import tables
 from apev_jobs.service import JobsService
 from apev_jobs.settings import Settings
@@ -34,6 +35,7 @@ API_SOURCE = "/apev/jobs/api"
 WRITE_ROLES = {"admin", "engineer", "agent"}
 READ_ROLES = {"admin", "engineer", "analyst", "agent"}
 MAX_PAGE = 100
+OUTCOMES = frozenset(get_args(RunOutcome))
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -174,7 +176,7 @@ def routes(service: JobsService, settings: Settings, verifier: JwtVerifier | Non
         if row is None:
             return _error(404, "not_found", f"run {run_id!r} is not a run of this service")
         tenant_check(principal, row.tenant_id, "run")
-        return JSONResponse(_run_body(row, attempts))
+        return JSONResponse(_run_body(row, attempts, full=True))
 
     @guarded(READ_ROLES)
     async def list_runs(request: Request, principal: Principal) -> Response:
@@ -197,6 +199,55 @@ def routes(service: JobsService, settings: Settings, verifier: JwtVerifier | Non
             ).all()
             total = (await conn.execute(select(func.count()).where(tables.runs.c.job_id == job.job_id))).scalar_one()
         body: dict[str, Any] = {"runs": [_run_body(r, []) for r in rows[:limit]], "total": total}
+        if len(rows) > limit:
+            body["next_page_token"] = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
+        return JSONResponse(body)
+
+    @guarded(READ_ROLES)
+    async def recent_runs(request: Request, principal: Principal) -> Response:
+        """The token's tenant's runs, newest first, each with its finished attempts (tasks, state message, run
+        page: the `run.finished` data); `kind`, `result` (success, failure, ... the outcome of the latest
+        attempt; `active` for runs not finished), `limit` (1-100, default 25), `page_token`."""
+        r = tables.runs.c
+        limit = _int_param(request, "limit", 25, 1, MAX_PAGE)
+        offset = _page_offset(request.query_params.get("page_token"))
+        query = select(tables.runs).where(r.tenant_id == principal.tenant_id)
+        if kind := request.query_params.get("kind"):
+            query = query.where(r.kind == kind)
+        result = request.query_params.get("result")
+        if result == "active":
+            query = query.where(r.active.is_(True))
+        elif result:
+            if result not in OUTCOMES:
+                raise _BadRequest(f"query parameter 'result' must be 'active' or one of {sorted(OUTCOMES)}")
+            latest = (
+                select(tables.finished.c.outcome)
+                .where(tables.finished.c.run_id == r.run_id)
+                .order_by(tables.finished.c.repair_attempt.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            query = query.where(r.active.is_(False), latest == result)
+        async with db.engine.connect() as conn:
+            rows = (
+                await conn.execute(query.order_by(r.created_at.desc(), r.run_id.desc()).offset(offset).limit(limit + 1))
+            ).all()
+            ids = [x.run_id for x in rows[:limit]]
+            attempts = (
+                (
+                    await conn.execute(
+                        select(tables.finished)
+                        .where(tables.finished.c.run_id.in_(ids))
+                        .order_by(tables.finished.c.repair_attempt)
+                    )
+                ).all()
+                if ids
+                else []
+            )
+        by_run: dict[str, list[Any]] = {}
+        for a in attempts:
+            by_run.setdefault(a.run_id, []).append(a)
+        body: dict[str, Any] = {"runs": [_run_body(x, by_run.get(x.run_id, []), full=True) for x in rows[:limit]]}
         if len(rows) > limit:
             body["next_page_token"] = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
         return JSONResponse(body)
@@ -238,6 +289,7 @@ def routes(service: JobsService, settings: Settings, verifier: JwtVerifier | Non
         Route(f"{API}/jobs/{{job_id:str}}/run", post_run, methods=["POST"]),
         Route(f"{API}/jobs/{{job_id:str}}/runs", list_runs, methods=["GET"]),
         Route(f"{API}/requests/{{request_id:str}}", get_request, methods=["GET"]),
+        Route(f"{API}/runs", recent_runs, methods=["GET"]),
         Route(f"{API}/runs/{{run_id:str}}", get_run, methods=["GET"]),
         Route("/webhooks/databricks", webhook, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
@@ -284,7 +336,28 @@ def _run_state(run: Any) -> dict[str, Any] | None:
     return {"active": run.active, "life_cycle_state": run.life_cycle_state, "result_state": run.result_state}
 
 
-def _run_body(row: Any, attempts: Sequence[Any]) -> dict[str, Any]:
+def _attempt(a: Any, full: bool) -> dict[str, Any]:
+    out = {
+        "repair_attempt": a.repair_attempt,
+        "outcome": a.outcome,
+        "end_time": a.end_time.isoformat(),
+        "event_id": a.event_id,
+        "seen_by": a.via,
+    }
+    if full:
+        data = a.payload or {}  # attempts finished before jobs_0002 have no payload kept
+        state = data.get("state") or {}
+        out |= {
+            "state_message": state.get("state_message"),
+            "start_time": data.get("start_time"),
+            "run_page_url": data.get("run_page_url"),
+            "tasks": data.get("tasks", []),
+            "run_finished": data or None,
+        }
+    return out
+
+
+def _run_body(row: Any, attempts: Sequence[Any], *, full: bool = False) -> dict[str, Any]:
     return {
         "run_id": row.run_id,
         "job_id": row.job_id,
@@ -300,16 +373,7 @@ def _run_body(row: Any, attempts: Sequence[Any]) -> dict[str, Any]:
         "result_state": row.result_state,
         "timed_out": row.timed_out,
         "created_at": row.created_at.isoformat(),
-        "attempts": [
-            {
-                "repair_attempt": a.repair_attempt,
-                "outcome": a.outcome,
-                "end_time": a.end_time.isoformat(),
-                "event_id": a.event_id,
-                "seen_by": a.via,
-            }
-            for a in attempts
-        ],
+        "attempts": [_attempt(a, full) for a in attempts],
     }
 
 
@@ -371,6 +435,13 @@ def openapi_document() -> dict[str, Any]:
             },
             f"{API}/requests/{{request_id}}": {
                 "get": {"summary": "Request -> job, run, state", "parameters": [param("request_id")], "responses": read}
+            },
+            f"{API}/runs": {
+                "get": {
+                    "summary": "The tenant's recent runs with their attempts' tasks and errors, newest first",
+                    "parameters": [param(n, "query") for n in ("kind", "result", "limit", "page_token")],
+                    "responses": read,
+                }
             },
             f"{API}/runs/{{run_id}}": {
                 "get": {

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from apev_contracts import JobRequested, TenantOffboarded
+from apev_contracts import JobRequested, RunFinished, TenantOffboarded
 from apev_contracts.envelope import CloudEvent, new_event
 from apev_contracts.errors import ContractError
 from apev_contracts.ids import deterministic_id, run_finished_id
@@ -502,7 +502,7 @@ class JobsService:
         async with self.db.transaction() as tx:
             if row is None:
                 await self._track_untracked(tx, run, tracked)
-            first = await self._claim_finished(tx, run_id, attempt, event_id, payload.outcome, via, payload.end_time)
+            first = await self._claim_finished(tx, run_id, attempt, event_id, payload, via)
             if first:
                 await outbox.add(tx, event, traceparent=current_traceparent())
                 await self.lineage_transport.queue(tx, ref, ol_events)
@@ -608,17 +608,18 @@ class JobsService:
         )
 
     async def _claim_finished(
-        self, tx: AsyncConnection, run_id: str, attempt: int, event_id: str, outcome: str, via: str, end: datetime
+        self, tx: AsyncConnection, run_id: str, attempt: int, event_id: str, payload: RunFinished, via: str
     ) -> bool:
         """The unique (run, repair attempt) key: exactly one caller, across replicas, gets True."""
         values = {
             "run_id": run_id,
             "repair_attempt": attempt,
             "event_id": event_id,
-            "outcome": outcome,
+            "outcome": payload.outcome,
             "via": via,
-            "end_time": end,
+            "end_time": payload.end_time,
             "queued_at": _now(),
+            "payload": payload.model_dump(mode="json", exclude={"tenant_id", "tags", "job_parameters"}),
         }
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         stmt = dialect.insert(tables.finished).values(**values).on_conflict_do_nothing()

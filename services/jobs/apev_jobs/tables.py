@@ -66,6 +66,7 @@ runs = Table(
 )
 Index("ix_jobs_runs_job", runs.c.job_id, runs.c.run_id)
 Index("ix_jobs_runs_active", runs.c.active)
+Index("ix_jobs_runs_tenant_created", runs.c.tenant_id, runs.c.created_at)
 
 finished = Table(
     "jobs_run_finished",
@@ -77,6 +78,7 @@ finished = Table(
     Column("via", String(16), nullable=False),  # webhook, reconciler, timeout
     Column("end_time", DateTime(timezone=True), nullable=False),
     Column("queued_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSON, nullable=True),  # the run.finished data (tasks, state, run page); jobs_0002
 )
 
 destination = Table(

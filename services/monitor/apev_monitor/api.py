@@ -27,6 +27,7 @@ from apev_runtime.auth import AuthError, JwtVerifier, Principal, auth_error_resp
 API = "/api/v1/monitor"
 READ_ROLES = {"admin", "engineer", "analyst"}
 WRITE_ROLES = {"admin", "engineer"}
+ADMIN_ROLES = {"admin"}
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -266,14 +267,27 @@ def routes(service: MonitorService, verifier: JwtVerifier | None) -> list[BaseRo
             day["skus"].append(
                 {
                     "sku": r.sku,
-                    "dbus": str(Decimal(r.dbus)),
-                    "dollars": str(Decimal(r.dollars)),
+                    "dbus": _money(r.dbus),  # at the contract's precision: SQLite keeps NUMERIC as a float
+                    "dollars": _money(r.dollars),
                     "revision": r.revision,
                     "event_id": r.event_id,
                 }
             )
         out = [{**d, "dbus": _money(d["dbus"]), "dollars": _money(d["dollars"])} for d in days.values()]
         return JSONResponse({"tenant_id": tenant, "from": first.isoformat(), "to": last.isoformat(), "days": out})
+
+    @guarded(ADMIN_ROLES)
+    async def sample_now(request: Request, principal: Principal) -> Response:
+        """Run one billing sample now (as the leader's loop does every `MONITOR_SAMPLE_INTERVAL_SECONDS`); the
+        answer lists the `cost.sampled` it published for the token's tenant (other tenants' are not shown)."""
+        try:
+            result = await service.sample_costs()
+        except Exception as exc:  # the warehouse or the workspace failed: say so, do not crash the request
+            return _error(502, "sample_failed", f"{type(exc).__name__}: {exc}"[:500])
+        if result is None:
+            return _error(409, "no_workspace", "this monitor has no workspace configured (DATABRICKS_HOST, auth)")
+        mine = [s.model_dump(mode="json") for s in result.published if s.tenant_id == principal.tenant_id]
+        return JSONResponse({"tenant_id": principal.tenant_id, "published": mine})
 
     @guarded(READ_ROLES)
     async def agent_cost(request: Request, principal: Principal) -> Response:
@@ -291,6 +305,7 @@ def routes(service: MonitorService, verifier: JwtVerifier | None) -> list[BaseRo
         Route(f"{API}/silences", list_silences, methods=["GET"]),
         Route(f"{API}/silences/{{silence_id:str}}", expire_silence, methods=["DELETE"]),
         Route(f"{API}/tenants/{{tenant_id:str}}/cost", tenant_cost, methods=["GET"]),
+        Route(f"{API}/cost/samples", sample_now, methods=["POST"]),
         Route(f"{API}/tenants/{{tenant_id:str}}/agents/cost-per-1k", agent_cost, methods=["GET"]),
     ]
 

@@ -6,12 +6,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import structlog
 from starlette.applications import Starlette
 
 from apev_monitor import api, handlers, lineage_api
 from apev_monitor.billing import BillingSampler
 from apev_monitor.clock import Clock, SystemClock
+from apev_monitor.console.clients import ServiceClients
+from apev_monitor.console.pages import Console
 from apev_monitor.dlq import DlqOffsets
 from apev_monitor.lineage import LineageStore
 from apev_monitor.metrics import Metrics
@@ -95,11 +98,49 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         await http.aclose()
         await leader.release()
 
-    runtime.background.append(close)
     runtime.publishes = handlers.PUBLISHES
-    app = build_app(runtime, routes=api.routes(service, runtime.jwt) + lineage_api.routes(lineage, runtime.jwt))
+    # The console reads the monitor's own data through its own API, in process (same checks as any caller).
+    own = httpx.ASGITransport(app=lambda scope, receive, send: app(scope, receive, send))
+    clients = ServiceClients(
+        urls={
+            "ingest": settings.ingest_url,
+            "jobs": settings.jobs_url,
+            "serving": settings.serving_url,
+            "writeback": settings.writeback_url,
+            "monitor": "http://monitor.internal",
+        },
+        secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        timeout=settings.console_timeout_seconds,
+        token_ttl=settings.console_token_ttl_seconds,
+        transports={"monitor": own},
+    )
+    console = Console(
+        clients,
+        runtime.jwt,
+        service.tenants,
+        bootstrap=settings.kafka_bootstrap_servers,
+        topic_prefix=settings.kafka_topic_prefix,
+        dlq=DlqOffsets(settings.kafka_bootstrap_servers, settings.kafka_topic_prefix),  # its own consumer
+        poll_seconds=settings.console_poll_seconds,
+        cookie_secure=settings.console_cookie_secure,
+        key=settings.jwt_secret.get_secret_value().encode() if settings.jwt_secret else None,
+    )
+
+    async def close_console(stop: asyncio.Event) -> None:
+        await stop.wait()
+        await clients.aclose()
+        await console.dlq.close()
+
+    runtime.background += [close, close_console]
+    app = build_app(
+        runtime,
+        routes=[*api.routes(service, runtime.jwt), *lineage_api.routes(lineage, runtime.jwt), *console.routes()],
+    )
     app.state.service = service
     app.state.lineage = lineage
+    app.state.console = console
     return app
 
 

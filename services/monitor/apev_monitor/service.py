@@ -57,6 +57,7 @@ class MonitorService:
         self.dlq = dlq
         self.alerting = Alerting(rules, tenants, notification_ttl=notification_ttl)
         self._cycle = asyncio.Lock()
+        self._sampling = asyncio.Lock()  # the leader's loop and `POST /cost/samples` never sample at once
 
     # ------------------------------------------------------------------ events
     async def on_run_finished(self, event: CloudEvent[RunFinished], tx: AsyncConnection) -> None:
@@ -132,7 +133,8 @@ class MonitorService:
     async def sample_costs(self, now: datetime | None = None) -> SampleResult | None:
         if self.sampler is None:
             return None
-        return await self.sampler.sample(now or self.clock.now())
+        async with self._sampling:
+            return await self.sampler.sample(now or self.clock.now())
 
     async def on_tenant_offboarded(self, event: CloudEvent[TenantOffboarded], tx: AsyncConnection) -> None:
         """A final sample now, so the leaving tenant's last usage is published (as a new revision of its days)

@@ -51,3 +51,18 @@ class Settings(ServiceSettings):
     breaker_cool_down_seconds: float = 30.0
     console_base_url: str | None = None
     """Where links in notifications point for alerts without a run page (default: `public_url`)."""
+
+    ingest_url: str | None = None
+    """The operator console's view of the other services (their HTTP APIs, never their tables); unset: the
+    console shows that part as not configured."""
+    jobs_url: str | None = None
+    serving_url: str | None = None
+    writeback_url: str | None = None
+    console_timeout_seconds: float = 8.0
+    """How long the console waits for one service call before showing that service as down."""
+    console_poll_seconds: float = 5.0
+    """How often a console page refreshes what changes (its fragments), in the browser."""
+    console_cookie_secure: bool = False
+    """Mark the session cookie `Secure` (set it behind HTTPS)."""
+    console_token_ttl_seconds: int = 300
+    """Lifetime of the service tokens the console mints for its calls (HS256 with `APEV_JWT_SECRET`)."""

@@ -245,3 +245,32 @@ async def test_offboarding_publishes_a_final_cost_sample_of_the_last_usage(
     dbus, usd = expected[key]
     assert (final[key].data.dbus, final[key].data.dollars) == (dbus.quantize(SIX), usd.quantize(SIX))
     assert final[key].data.revision >= 1
+
+
+async def test_the_sample_route_is_admin_only_and_publishes_what_changed(
+    stack: Stack, workspace: RunningWorkspace, usage: dict[str, Any]
+) -> None:
+    s = stack
+    await s.service.sample_costs()  # everything so far is sampled
+    async with s.http(TENANT, ("engineer",)) as http:
+        assert (await http.post("/api/v1/monitor/cost/samples")).status_code == 403
+    async with s.http(TENANT, ("admin",)) as http:
+        unchanged = await http.post("/api/v1/monitor/cost/samples")
+        assert unchanged.status_code == 200, unchanged.text
+        assert unchanged.json() == {"tenant_id": TENANT, "published": []}
+        w = workspace.client()
+        path = upload(w, "/Shared/monitor-tests/route.py", "import time\ntime.sleep(0.5)\nprint('route')")
+        job = w.jobs.create(name=f"ap:{TENANT}:adhoc:route", tasks=[py_task("t", path)], tags={"ap_tenant_id": TENANT})
+        wait_run(w, w.jobs.run_now(job.job_id).run_id)  # type: ignore[arg-type]
+        got = await http.post("/api/v1/monitor/cost/samples")
+        assert got.status_code == 200, got.text
+        (sample,) = [x for x in got.json()["published"] if x["sku"] == "STANDARD_JOBS_COMPUTE"]
+    expected = direct(workspace, usage)
+    dbus, usd = expected[(TENANT, sample["usage_date"], "STANDARD_JOBS_COMPUTE")]
+    assert (Decimal(sample["dbus"]), Decimal(sample["dollars"])) == (dbus.quantize(SIX), usd.quantize(SIX))
+    assert {x["tenant_id"] for x in got.json()["published"]} == {TENANT}
+    revision = sample["revision"]
+    await s.wait_published(
+        "cost.sampled",
+        lambda e: e.data.tenant_id == TENANT and e.data.revision == revision and e.data.sku == "STANDARD_JOBS_COMPUTE",
+    )

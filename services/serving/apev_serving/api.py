@@ -222,6 +222,12 @@ def routes(service: ServingService, sql: SqlQueries, verifier: JwtVerifier | Non
         agent = await own_agent(principal, request.path_params["agent_id"])
         return JSONResponse(await service.describe(await service.agent(agent.agent_id) or agent))
 
+    @guarded(READ_ROLES)
+    async def list_agents(request: Request, principal: Principal) -> Response:
+        """The token's tenant's agents, each as `GET /api/v1/agents/{id}` describes it."""
+        rows = await service.agents_of(principal.tenant_id)
+        return JSONResponse({"agents": [await service.describe(r) for r in rows]})
+
     @guarded(WRITE_ROLES)
     async def post_version(request: Request, principal: Principal) -> Response:
         """Deploy a new version of an agent from a model source file (its deploy job runs; the roll follows)."""
@@ -326,6 +332,7 @@ def routes(service: ServingService, sql: SqlQueries, verifier: JwtVerifier | Non
     return [
         Route("/api/v1/databricks/sql/query", sql_query, methods=["POST"]),
         Route("/api/v1/agents", post_agent, methods=["POST"]),
+        Route("/api/v1/agents", list_agents, methods=["GET"]),
         Route("/api/v1/agents/{agent_id:str}", get_agent, methods=["GET"]),
         Route("/api/v1/agents/{agent_id:str}/versions", post_version, methods=["POST"]),
         Route("/api/v1/agents/{agent_id:str}/invoke", invoke, methods=["POST"]),

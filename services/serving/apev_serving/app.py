@@ -13,6 +13,7 @@ from apev_serving.gateway import Gateway
 from apev_serving.insights import Insights
 from apev_serving.latency import Latency
 from apev_serving.offboarding import Offboarding
+from apev_serving.retrieval import Retrieval
 from apev_serving.service import ServingService
 from apev_serving.settings import Settings
 from apev_serving.sql import SqlQueries
@@ -30,7 +31,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     sql = SqlQueries(gateway, settings, runtime.registry)
     insights = Insights(runtime.db, gateway, settings, sql)
     service = ServingService(runtime.db, gateway, settings, latency, insights)
-    handlers.register(runtime.broker, service, settings.consumer_group, sql, settings.replica_id)
+    retrieval = Retrieval(runtime.db, gateway, settings)
+    handlers.register(runtime.broker, service, settings.consumer_group, sql, settings.replica_id, retrieval)
     offboarding = Offboarding(gateway, settings, service, sql)
     handlers.register_offboarding(runtime.broker, offboarding, settings.consumer_group, settings.replica_id)
 
@@ -42,4 +44,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = build_app(runtime, routes=api.routes(service, sql, runtime.jwt))
     app.state.service = service
     app.state.sql = sql
+    app.state.retrieval = retrieval
     return app

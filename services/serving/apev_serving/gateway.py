@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound, ResourceAlreadyExists
-from databricks.sdk.service import catalog, ml, serving
+from databricks.sdk.service import catalog, ml, serving, vectorsearch
 from databricks.sdk.service import sql as dbsql
 from databricks.sdk.service.workspace import ImportFormat
 from prometheus_client import CollectorRegistry, Counter
@@ -80,6 +80,30 @@ def endpoint_state(detail: serving.ServingEndpointDetailed) -> EndpointState:
         routes=routes,
         message=message,
     )
+
+
+@dataclass(frozen=True)
+class IndexState:
+    name: str
+    ready: bool
+    message: str
+    rows: int
+
+    @property
+    def settled(self) -> bool:
+        """Ready, and the status message names no pending update or failure."""
+        return self.ready and not any(s in self.message for s in ("TRIGGERED_UPDATE", "PROVISIONING", "FAILED"))
+
+
+@dataclass(frozen=True)
+class DeltaIndexSpec:
+    name: str
+    endpoint: str
+    source_table: str
+    primary_key: str
+    text_column: str
+    embedding_endpoint: str
+    columns: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -211,6 +235,61 @@ class Gateway:
             return True
 
         return await self._call("unity-catalog/tables/get", exists)
+
+    # ---------------------------------------------------------------- vector search (the tenants' document indexes)
+    async def ensure_vector_endpoint(self, name: str) -> None:
+        def make(w: WorkspaceClient) -> None:
+            try:
+                w.vector_search_endpoints.get_endpoint(name)
+            except NotFound:
+                with contextlib.suppress(ResourceAlreadyExists):
+                    w.vector_search_endpoints.create_endpoint(
+                        name=name, endpoint_type=vectorsearch.EndpointType.STANDARD
+                    )
+
+        await self._call("vector-search/endpoints", make)
+
+    async def vector_index(self, name: str) -> IndexState | None:
+        def get(w: WorkspaceClient) -> IndexState | None:
+            try:
+                index = w.vector_search_indexes.get_index(name)
+            except NotFound:
+                return None
+            status = index.status or vectorsearch.VectorIndexStatus()
+            return IndexState(name, bool(status.ready), status.message or "", int(status.indexed_row_count or 0))
+
+        return await self._call("vector-search/indexes/get", get)
+
+    async def create_delta_index(self, spec: DeltaIndexSpec) -> bool:
+        """Create the Delta Sync index (its first sync starts by itself); False when it exists already."""
+        sync = vectorsearch.DeltaSyncVectorIndexSpecRequest(
+            source_table=spec.source_table,
+            pipeline_type=vectorsearch.PipelineType.TRIGGERED,
+            columns_to_sync=list(spec.columns),
+            embedding_source_columns=[
+                vectorsearch.EmbeddingSourceColumn(
+                    name=spec.text_column, embedding_model_endpoint_name=spec.embedding_endpoint
+                )
+            ],
+        )
+
+        def make(w: WorkspaceClient) -> bool:
+            try:
+                w.vector_search_indexes.create_index(
+                    name=spec.name,
+                    endpoint_name=spec.endpoint,
+                    primary_key=spec.primary_key,
+                    index_type=vectorsearch.VectorIndexType.DELTA_SYNC,
+                    delta_sync_index_spec=sync,
+                )
+            except ResourceAlreadyExists:
+                return False
+            return True
+
+        return await self._call("vector-search/indexes/create", make)
+
+    async def sync_index(self, name: str) -> None:
+        await self._call("vector-search/indexes/sync", lambda w: w.vector_search_indexes.sync_index(name))
 
     async def ensure_schema(self, catalog_name: str, schema: str) -> None:
         def make(w: WorkspaceClient) -> None:

@@ -17,6 +17,7 @@ from apev_contracts.envelope import CloudEvent
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
 from apev_serving.offboarding import Offboarding
+from apev_serving.retrieval import Retrieval
 from apev_serving.service import ServingService
 from apev_serving.sql import SqlQueries
 
@@ -26,7 +27,9 @@ from apev_serving.sql import SqlQueries
 PUBLISHES = (InsightCreated, JobRequested, ServingLatencySampled)
 
 
-def register(broker: KafkaBroker, service: ServingService, group: str, sql: SqlQueries, replica_id: str) -> None:
+def register(
+    broker: KafkaBroker, service: ServingService, group: str, sql: SqlQueries, replica_id: str, retrieval: Retrieval
+) -> None:
     # Both wait on Databricks (a roll or a resize waits for READY): each step commits before its call.
     @subscriber(broker, topics.RUN_FINISHED, group_id=group, outside_calls=True)
     async def on_run_finished(event: CloudEvent[RunFinished], tx: Tx) -> None:
@@ -35,6 +38,12 @@ def register(broker: KafkaBroker, service: ServingService, group: str, sql: SqlQ
     @subscriber(broker, topics.ENDPOINT_SCALE_REQUESTED, group_id=group, outside_calls=True)
     async def on_endpoint_scale_requested(event: CloudEvent[EndpointScaleRequested], tx: Tx) -> None:
         await service.on_scale_requested(event, tx)
+
+    # An ingest run that fetched documents: refresh the tenant's index. A group of its own, so a long sync never
+    # holds up a roll (and the other way round).
+    @subscriber(broker, topics.RUN_FINISHED, group_id=f"{group}.retrieval", outside_calls=True)
+    async def on_run_finished_index(event: CloudEvent[RunFinished], tx: Tx) -> None:
+        await retrieval.on_run_finished(event, tx)
 
     # The SQL cache is this replica's: a group of its own, so every replica sees every run.finished.
     @subscriber(broker, topics.RUN_FINISHED, group_id=f"{group}.sql-cache.{replica_id}")

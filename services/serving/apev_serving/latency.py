@@ -95,9 +95,20 @@ class Latency:
             "mean_ms": round(total / count, 3) if count else None,
             "p50_ms": _bound(quantile_ms(buckets, 0.5)),
             "p95_ms": _bound(quantile_ms(buckets, 0.95)),
+            "p99_ms": _bound(quantile_ms(buckets, 0.99)),
             "buckets": buckets,
             "bounds_ms": [str(b) for b in LATENCY_BUCKET_BOUNDS_MS],
             "windows": len(recent),
+            "series": [
+                {
+                    "window_end": s.window_end.isoformat(),
+                    "count": s.count,
+                    "p50_ms": _bound(quantile_ms(s.buckets, 0.5)),
+                    "p95_ms": _bound(quantile_ms(s.buckets, 0.95)),
+                    "p99_ms": _bound(quantile_ms(s.buckets, 0.99)),
+                }
+                for s in recent
+            ],
         }
 
 

@@ -1,10 +1,11 @@
 """A tenant left (`tenant.offboarded`): what serving owns of it goes.
 
     on_tenant_offboarded(event, tx)     the tenant's serving endpoints (its rows' and any endpoint the workspace
-                                        tags `ap_tenant_id=<tenant>`), then per agent its registered model (when
-                                        the catalog is still there), MLflow experiment, OBO tokens, OAuth secrets,
-                                        token secret and service principal `agent_<id>`; then serving's rows of
-                                        the tenant (agents, versions, endpoints, insights, watermarks)
+                                        tags `ap_tenant_id=<tenant>`) and its document index, then per agent its
+                                        registered model (when the catalog is still there), MLflow experiment,
+                                        OBO tokens, OAuth secrets, token secret and service principal `agent_<id>`;
+                                        then serving's rows of the tenant (agents, versions, endpoints, insights,
+                                        watermarks)
     forget(tenant)                      this replica's memory of it: cached SQL results, the reader token, agents
 
 Ingest drops the catalog (with `force`), the secret scope and the tenant's own principals from the same event, and
@@ -55,6 +56,7 @@ class Removed:
     """What one offboarding removed (names only: nothing secret)."""
 
     endpoints: list[str] = field(default_factory=list)
+    indexes: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     experiments: list[str] = field(default_factory=list)
     tokens: int = 0
@@ -77,6 +79,15 @@ def tenant_endpoints(w: WorkspaceClient, tenant_id: str) -> dict[str, str | None
 def delete_endpoint(w: WorkspaceClient, name: str) -> bool:
     try:
         w.serving_endpoints.delete(name)
+    except NotFound:
+        return False
+    return True
+
+
+def delete_index(w: WorkspaceClient, name: str) -> bool:
+    """The tenant's Vector Search index (retrieval.py); the shared Vector Search endpoint stays."""
+    try:
+        w.vector_search_indexes.delete_index(name)
     except NotFound:
         return False
     return True
@@ -183,6 +194,9 @@ class Offboarding:
         for name in sorted(endpoint_rows | {a_endpoint(a) for a in agents} | set(tagged)):
             if await self._call("serving-endpoints/delete", partial(delete_endpoint, name=name)):
                 removed.endpoints.append(name)
+        index = naming.knowledge_index(tenant)
+        if await self._call("vector-search/indexes/delete", partial(delete_index, name=index)):
+            removed.indexes.append(index)
         catalog = naming.catalog_name(tenant)
         models = {a.model_name for a in agents if a.model_name}
         models |= set(
@@ -214,6 +228,7 @@ class Offboarding:
             tenant_id=tenant,
             event_id=event.id,
             endpoints=removed.endpoints,
+            indexes=removed.indexes,
             models=removed.models,
             experiments=len(removed.experiments),
             tokens=removed.tokens,

@@ -186,6 +186,8 @@ class ServingService:
             "chat_endpoint": chat,
             "warehouse_id": self.settings.warehouse_id or "",
         }
+        if naming.KNOWLEDGE_CHUNKS_TABLE in agent_tables:  # documents: the tenant's index, in its own catalog
+            config["vector_index"] = naming.knowledge_index(tenant_id)
         now = _now()
         async with self.db.transaction() as tx:
             if (await tx.execute(select(tables.agents.c.agent_id).where(tables.agents.c.agent_id == agent_id))).first():
@@ -269,6 +271,9 @@ class ServingService:
         await self.gw.grant("schema", f"{catalog}.gold", app_id, ["USE_SCHEMA"])
         for t in agent_tables:
             await self.gw.grant("table", f"{catalog}.{t}", app_id, ["SELECT"])
+        index = naming.knowledge_index(tenant_id)
+        if naming.KNOWLEDGE_CHUNKS_TABLE in agent_tables and await self.gw.vector_index(index) is not None:
+            await self.gw.grant("table", index, app_id, ["SELECT"])  # else: granted when retrieval creates it
         await self.gw.sql(insights_table_ddl(catalog), self.settings.warehouse_id)
         await self.gw.grant("table", f"{catalog}.gold.agent_insights", app_id, ["SELECT", "MODIFY"])
         await self.gw.ensure_schema(catalog, self.settings.models_schema)
@@ -319,6 +324,12 @@ class ServingService:
     async def agent(self, agent_id: str) -> Row[Any] | None:
         async with self.db.engine.connect() as conn:
             return (await conn.execute(select(tables.agents).where(tables.agents.c.agent_id == agent_id))).first()
+
+    async def agents_of(self, tenant_id: str, limit: int = 100) -> list[Row[Any]]:
+        a = tables.agents.c
+        async with self.db.engine.connect() as conn:
+            query = select(tables.agents).where(a.tenant_id == tenant_id).order_by(a.agent_id).limit(limit)
+            return list((await conn.execute(query)).all())
 
     async def _set_agent(self, agent_id: str, **values: Any) -> None:
         async with self.db.transaction() as tx:

@@ -73,6 +73,14 @@ class Settings(ServiceSettings):
     """The result cache is bounded by entries and bytes (least recently used out first)."""
     sql_invalidating_kinds: tuple[str, ...] = ("ingest", "agent-insights")
     """A successful run of these kinds rewrote the tenant's gold tables: its cached results are dropped."""
+    vector_search_endpoint: str = "apev-vector-search"
+    """Vector Search endpoint serving the tenants' document indexes (created when missing, type STANDARD)."""
+    embedding_endpoint: str = "apev-local-embeddings"
+    """Serving endpoint the indexes embed with: `databricks-gte-large-en` on Databricks, the local workspace's
+    deterministic hashed bag-of-words endpoint locally (not semantic beyond shared words)."""
+    index_sync_timeout_seconds: float = 180.0
+    """How long an index refresh after an ingest run waits for its sync (kept under the 300 s poll interval)."""
+    index_poll_seconds: float = 0.2
     reader_token_lifetime_seconds: int = 3600
     """Lifetime of the tenant reader principal's token this service mints (renewed at three quarters)."""
 

@@ -81,7 +81,8 @@ def seed_gold(w: WorkspaceClient, tenant_id: str, scale: int = 1) -> str:
             rate = (collections / production).quantize(Decimal("0.0001"))
             kpis.append(f"('{loc}', DATE '{month}', {production}, {collections}, {rate}, {visits}, {5 + li})")
             gross = Decimal(40_000 + 3_000 * li) * (Decimal("1.4") if (li, mi) == (2, 2) else 1)
-            payroll.append(f"('{loc}', DATE '{month}', 2, {gross}, {gross * Decimal('0.75')}, {12 + li})")
+            run = f"PR-{li + 1:03d}-{mi + 1:04d}"  # the month's largest payroll run (the MCP id format)
+            payroll.append(f"('{loc}', DATE '{month}', 2, {gross}, {gross * Decimal('0.75')}, {12 + li}, '{run}')")
     sql(
         w,
         f"""CREATE TABLE {cat}.gold.monthly_kpis AS SELECT practice_location, CAST(month AS DATE) AS month,
@@ -96,9 +97,9 @@ def seed_gold(w: WorkspaceClient, tenant_id: str, scale: int = 1) -> str:
         f"""CREATE TABLE {cat}.gold.payroll_summary AS SELECT practice_location, CAST(month AS DATE) AS month,
         CAST(payroll_runs AS BIGINT) AS payroll_runs, CAST(gross_pay AS DECIMAL(18,2)) AS gross_pay,
         CAST(net_pay AS DECIMAL(18,2)) AS net_pay, CAST(0 AS DECIMAL(18,2)) AS taxes_withheld,
-        CAST(active_employees AS BIGINT) AS active_employees, current_timestamp() AS _built_at
+        CAST(active_employees AS BIGINT) AS active_employees, largest_run_id, current_timestamp() AS _built_at
         FROM (VALUES {", ".join(payroll)}) AS v(practice_location, month, payroll_runs, gross_pay, net_pay,
-        active_employees)""",
+        active_employees, largest_run_id)""",
     )
     sql(
         w,

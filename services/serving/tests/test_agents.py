@@ -397,7 +397,7 @@ async def test_insights_job_appends_each_insight_once(stack: Stack, demo: dict[s
     first = rows()
     assert [(k, e, r) for k, e, r, _ in first] == [
         ("collection_rate_fell", "northgate_002", "false"),
-        ("payroll_anomaly", "riverside_003", "true"),
+        ("payroll_anomaly", "PR-003-0003", "true"),  # riverside_003's largest run of its anomalous month
     ]
     await run_once()
     assert rows() == first  # stable insight ids: the second run appends nothing
@@ -421,6 +421,16 @@ async def test_latency_samples_add_up_to_the_invokes(stack: Stack, demo: dict[st
     assert all(s.replica_id == stack.serving.settings.replica_id for s in samples)
     agent = await stack.agent("demo")
     assert agent["latency"]["count"] == made and agent["latency"]["p95_ms"] is not None
+    lat = agent["latency"]
+    assert lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]  # bucket bounds, ordered
+    assert sum(w["count"] for w in lat["series"]) <= made and lat["series"]  # one point per published window
+    assert all(w["p99_ms"] is not None for w in lat["series"])
+    async with stack.http() as http:
+        listed = (await http.get("/api/v1/agents")).json()["agents"]  # the console's list: the tenant's agents
+    assert "demo" in {a["agent_id"] for a in listed}
+    assert all(a["tenant_id"] == agent["tenant_id"] for a in listed)
+    async with stack.http("tenant-b") as http:
+        assert "demo" not in {a["agent_id"] for a in (await http.get("/api/v1/agents")).json()["agents"]}
     async with stack.http() as http:
         metrics = (await http.get("/metrics")).text
     count = re.search(r'apev_serving_invoke_latency_ms_count\{endpoint="agent-demo"\} (\d+)', metrics)

@@ -8,10 +8,15 @@ over the tables its registration lists, as the agent's own principal, so Unity C
 Figures in an answer come only from the tool's rows: the model's wording is checked, and if it carries a number
 the rows do not, the agent words the rows itself.
 
+Documents: when its config names a `vector_index` (the tenant's index over `gold.knowledge_chunks`, in the
+tenant's catalog), the agent also offers the model a `search_documents` tool: a Vector Search query (`query_text`,
+the top chunks with their document ids and titles) as the agent's own principal, so the index's Unity Catalog
+grants apply; an index outside the agent's catalog is refused before any call. Answers cite the documents used.
+
 Configuration (environment of the served entity, or of the job task):
     DATABRICKS_HOST, DATABRICKS_TOKEN   the workspace and the agent principal's token
     APEV_AGENT_CONFIG                   JSON: {"chat_endpoint", "catalog", "tables": ["gold.monthly_kpis", ...],
-                                        "warehouse_id" (optional), "agent_id"}
+                                        "warehouse_id" (optional), "agent_id", "vector_index" (optional)}
 Input: {"query": "...", "context": {...}}; `context.mode == "insights"` asks for insights instead of an answer.
 """
 
@@ -48,6 +53,22 @@ TOOL = {
         },
     },
 }
+DOC_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "search_documents",
+        "description": "Search the tenant's documents (office policies, payer contracts, meeting notes).",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string"},
+                "num_results": {"type": "integer", "minimum": 1, "maximum": 10},
+            },
+            "required": ["query"],
+        },
+    },
+}
+DOC_COLUMNS = ["document_id", "title", "chunk_id", "chunk_text"]
 SYSTEM = (
     "You are a dental practice analytics agent. Use the sql_query tool for every figure; "
     "never state a number the tool did not return."
@@ -83,8 +104,8 @@ QUERIES: dict[str, tuple[str, str]] = {
     ),
     "payroll_change": (
         "gold.payroll_summary",
-        "SELECT practice_location, month, gross_pay, previous_month, previous_gross_pay FROM ("
-        "SELECT practice_location, month, gross_pay, "
+        "SELECT practice_location, month, gross_pay, previous_month, previous_gross_pay, largest_run_id FROM ("
+        "SELECT practice_location, month, gross_pay, largest_run_id, "
         "lag(month) OVER (PARTITION BY practice_location ORDER BY month) AS previous_month, "
         "lag(gross_pay) OVER (PARTITION BY practice_location ORDER BY month) AS previous_gross_pay, "
         "row_number() OVER (PARTITION BY practice_location ORDER BY month DESC) AS newest FROM {t}) "
@@ -111,9 +132,10 @@ def _workspace() -> Any:
     return _client
 
 
-def chat(endpoint: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def chat(endpoint: str, messages: list[dict[str, Any]], documents: bool = False) -> dict[str, Any]:
     """One OpenAI-compatible chat call to the serving endpoint; the assistant's message."""
-    body = {"messages": messages, "tools": [TOOL], "max_tokens": 512, "temperature": 0}
+    tools = [TOOL, DOC_TOOL] if documents else [TOOL]
+    body = {"messages": messages, "tools": tools, "max_tokens": 512, "temperature": 0}
     answer = _workspace().api_client.do("POST", f"/serving-endpoints/{endpoint}/invocations", body=body)
     return dict(answer["choices"][0]["message"])
 
@@ -157,6 +179,29 @@ def sql_query(config: dict[str, Any], query_id: str, limit: int = 3) -> dict[str
     return {"query_id": query_id, "table": full, "columns": columns, "rows": rows}
 
 
+def search_documents(config: dict[str, Any], query: str, num_results: int = 3) -> dict[str, Any]:
+    """The document tool: the top chunks of the tenant's index for `query`, as the agent's principal."""
+    index = str(config.get("vector_index") or "")
+    if not index:
+        raise PermissionError("the agent has no document index: its registration does not list gold.knowledge_chunks")
+    if not index.startswith(f"{config['catalog']}."):
+        raise PermissionError(f"the agent may not search {index}: it is outside the catalog {config['catalog']}")
+    found = _workspace().vector_search_indexes.query_index(
+        index_name=index, columns=DOC_COLUMNS, query_text=query, num_results=max(1, min(int(num_results), 10))
+    )
+    rows = [list(r) for r in (found.result.data_array or [])] if found.result else []
+    return {"query_id": "search_documents", "index": index, "columns": [*DOC_COLUMNS, "score"], "rows": rows}
+
+
+def documents_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The documents a search returned, best first, each once (chunks of one document collapse)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for row in result["rows"]:
+        r = dict(zip(result["columns"], row, strict=False))
+        seen.setdefault(str(r["document_id"]), {"document_id": r["document_id"], "title": r["title"]})
+    return list(seen.values())
+
+
 def _numbers(text: str) -> set[str]:
     out = set()
     for n in _NUMBER.findall(text):
@@ -188,12 +233,15 @@ def _own_wording(results: list[dict[str, Any]]) -> str:
 
 def _plan_and_run(config: dict[str, Any], question: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
-    first = chat(config["chat_endpoint"], messages)
+    first = chat(config["chat_endpoint"], messages, documents=bool(config.get("vector_index")))
     results = []
     messages.append({"role": "assistant", "content": first.get("content"), "tool_calls": first.get("tool_calls")})
     for call in first.get("tool_calls") or []:
         arguments = json.loads(call["function"].get("arguments") or "{}")
-        result = sql_query(config, str(arguments.get("query_id")), int(arguments.get("limit") or 3))
+        if call["function"].get("name") == "search_documents":
+            result = search_documents(config, str(arguments.get("query") or question), arguments.get("num_results", 3))
+        else:
+            result = sql_query(config, str(arguments.get("query_id")), int(arguments.get("limit") or 3))
         results.append(result)
         messages.append({"role": "tool", "tool_call_id": call.get("id"), "content": json.dumps(result)})
     return messages if results else [*messages, first], results
@@ -208,8 +256,15 @@ def answer(config: dict[str, Any], question: str) -> dict[str, Any]:
         final = chat(config["chat_endpoint"], [*messages[:2], messages[2], _tool_message(messages, result)])
         text = str(final.get("content") or "")
         texts.append(text if grounded(text, [result]) else _own_wording([result]))
-    citations = [{k: r[k] for k in ("query_id", "table", "columns", "rows")} for r in results]
+    citations = [_citation(r) for r in results]
     return {"answer": " ".join(texts), "citations": citations, "grounded": True}
+
+
+def _citation(result: dict[str, Any]) -> dict[str, Any]:
+    if result["query_id"] == "search_documents":
+        keys = ("query_id", "index", "columns", "rows")
+        return {k: result[k] for k in keys} | {"documents": documents_of(result)}
+    return {k: result[k] for k in ("query_id", "table", "columns", "rows")}
 
 
 def _tool_message(messages: list[dict[str, Any]], result: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +273,8 @@ def _tool_message(messages: list[dict[str, Any]], result: dict[str, Any]) -> dic
 
 def insights(config: dict[str, Any]) -> dict[str, Any]:
     """A location whose collection rate fell month over month; a location whose gross payroll moved by more
-    than 25 % month over month (flagged for review). Each with a stable key, so re-runs do not duplicate."""
+    than 25 % month over month (its largest payroll run of the month proposed `STATUS: under_review` in ADP,
+    flagged for review). Each with a stable key, so re-runs do not duplicate."""
     _, results = _plan_and_run(config, "Find insights: anomalies to flag for review.")
     found = []
     for result in results:
@@ -245,13 +301,13 @@ def insights(config: dict[str, Any]) -> dict[str, Any]:
                 )
             else:
                 found.append(
-                    {
+                    {  # the month's largest payroll run is put under review in ADP (held for approval)
                         "key": f"payroll_change:{loc}:{month}",
                         "kind": "payroll_anomaly",
                         "target_system": "adp",
                         "entity_type": "payroll_runs",
-                        "entity_id": loc,
-                        "changes": {"gross_pay": r["gross_pay"], "previous_gross_pay": r["previous_gross_pay"]},
+                        "entity_id": r["largest_run_id"],
+                        "changes": {"STATUS": "under_review"},
                         "reason": reason,
                         "confidence": 0.6,
                         "review_required": True,

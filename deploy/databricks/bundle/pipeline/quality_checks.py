@@ -25,6 +25,7 @@ KEYS = {
     "locations": "location_id",
     "financials": "financial_id",
     "journal_entries": "journal_entry_id",
+    "documents": "document_id",
 }
 
 

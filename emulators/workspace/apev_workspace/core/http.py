@@ -32,6 +32,11 @@ class Call:
     body: dict[str, Any]
     query: dict[str, str]
     path: dict[str, str] = field(default_factory=dict)
+    repeated: dict[str, list[str]] = field(default_factory=dict)  # every value of each query parameter
+
+    def query_list(self, name: str) -> list[str]:
+        """All values of a repeated query parameter (`?k=a&k=b`, as the SDK sends lists in a DELETE)."""
+        return list(self.repeated.get(name, []))
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A parameter from the JSON body, else the query string (GET and DELETE carry them there)."""
@@ -100,7 +105,10 @@ def endpoint(fn: Handler) -> Callable[[Request], Any]:
             if not isinstance(body, dict):
                 raise MalformedRequest("Request body must be a JSON object")
             principal = workspace.identity.authenticate(request.headers.get("authorization"))
-            call = Call(workspace, principal, body, dict(request.query_params), dict(request.path_params))
+            repeated: dict[str, list[str]] = {}
+            for key, value in request.query_params.multi_items():
+                repeated.setdefault(key, []).append(value)
+            call = Call(workspace, principal, body, dict(request.query_params), dict(request.path_params), repeated)
             result = await run_in_threadpool(fn, call)
         except ApiError as err:
             return error_response(err)

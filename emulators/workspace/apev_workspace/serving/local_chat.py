@@ -6,9 +6,12 @@ can be built as on Databricks and tested offline. It does two things, both by ru
 - **Intent routing.** The last user message is matched against keyword rules (`INTENTS`); when the request offers
   a tool named `sql_query`, the answer is one `tool_calls` entry (`finish_reason: "tool_calls"`) asking for the
   matching named query, e.g. `{"query_id": "top_locations", "limit": 3}`. No match: a fixed help sentence.
+- **Document questions.** When the request also offers a tool named `search_documents` and the message names a
+  document word (`DOCUMENT_WORDS`: policy, contract, meeting notes, payer, coverage, ...), the answer asks for it
+  too (`{"query": <the question>, "num_results": 3}`), alongside the SQL call when the question needs both.
 - **Templated wording.** When the last message is a `tool` result (`{"query_id", "columns", "rows"}`), the answer
   words it with a fixed template per query id, copying values from the rows as given (it never computes,
-  rounds or invents a figure).
+  rounds or invents a figure); a `search_documents` result is worded by its best document's title, id and text.
 
 Served like any model version (`predict(inputs) -> dict` on the chat body); `ensure_local_chat_endpoint` in
 `apev_workspace.serving.chat` registers it and creates the endpoint. Never deployed to a real workspace.
@@ -26,6 +29,10 @@ INTENTS: list[tuple[str, tuple[str, ...]]] = [
     ("collection_rate", ("collection rate", "collection-rate", "collections rate", "collected")),
     ("top_locations", ("top", "best", "perform", "leading", "highest")),
 ]
+DOCUMENT_WORDS = ("policy", "policies", "contract", "document", "meeting", "notes", "agreement", "payer",
+                  "coverage", "covered", "pays", "pre-authoris", "pre-authoriz", "waiting period", "deductible",
+                  "annual maximum", "procedure", "recall", "cancel", "guideline", "rule")  # fmt: skip
+DOCUMENT_TOOL = "search_documents"
 INSIGHT_QUERIES = ("collection_rate_change", "payroll_change")
 HELP = "I can answer questions about top performing locations, collection rates and payroll summaries."
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "ten": 10}
@@ -37,6 +44,11 @@ def route(text: str) -> str | None:
         if any(w in lowered for w in words):
             return intent
     return None
+
+
+def about_documents(text: str) -> bool:
+    lowered = text.lower()
+    return any(w in lowered for w in DOCUMENT_WORDS)
 
 
 def _limit(text: str, default: int = 3) -> int:
@@ -56,8 +68,8 @@ def _tool_names(body: dict[str, Any]) -> set[str]:
     return names
 
 
-def _call(call_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {"id": call_id, "type": "function", "function": {"name": "sql_query", "arguments": json.dumps(arguments)}}
+def _call(call_id: str, arguments: dict[str, Any], name: str = "sql_query") -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
 
 
 def _choice(message: dict[str, Any], finish: str) -> dict[str, Any]:
@@ -74,6 +86,12 @@ def word(result: dict[str, Any]) -> str:
     query_id, rows = result.get("query_id"), _rows(result)
     if not rows:
         return "The query returned no rows, so there is nothing to report for that question."
+    if query_id == DOCUMENT_TOOL:
+        best, others = rows[0], rows[1:3]
+        text = f'The most relevant document is "{best["title"]}" ({best["document_id"]}): "{best["chunk_text"]}"'
+        if others:
+            text += " Also relevant: " + "; ".join(f'"{r["title"]}" ({r["document_id"]})' for r in others)
+        return text + "."
     if query_id == "top_locations":
         parts = [f"{i}. {r['practice_location']} with {r['collections']} in collections" for i, r in enumerate(rows, 1)]
         return f"The top {len(rows)} locations by collections are: " + "; ".join(parts) + "."
@@ -116,13 +134,35 @@ def predict(inputs: dict[str, Any]) -> dict[str, Any]:
         return _choice({"content": word(result if isinstance(result, dict) else {})}, "stop")
     text = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
     intent = route(text)
-    if intent is None or "sql_query" not in _tool_names(inputs):
+    tools = _tool_names(inputs)
+    documents = DOCUMENT_TOOL in tools and about_documents(text) and intent != "insights"
+    if intent is not None and intent != "insights" and about_documents(text) and not _sql_words(text, intent):
+        intent = None  # a document word alone (e.g. "top" inside "stop") does not make a SQL question
+    if documents:
+        calls = [_call("call_doc", {"query": text, "num_results": 3}, DOCUMENT_TOOL)]
+        if intent is not None and "sql_query" in tools:
+            calls.insert(0, _call("call_0", _arguments(intent, text)))
+        return _choice({"content": None, "tool_calls": calls}, "tool_calls")
+    if intent is None or "sql_query" not in tools:
         return _choice({"content": HELP}, "stop")
     if intent == "insights":
         calls = [_call(f"call_{i}", {"query_id": q}) for i, q in enumerate(INSIGHT_QUERIES)]
     else:
-        arguments: dict[str, Any] = {"query_id": intent}
-        if intent == "top_locations":
-            arguments["limit"] = _limit(text)
-        calls = [_call("call_0", arguments)]
+        calls = [_call("call_0", _arguments(intent, text))]
     return _choice({"content": None, "tool_calls": calls}, "tool_calls")
+
+
+def _arguments(intent: str, text: str) -> dict[str, Any]:
+    arguments: dict[str, Any] = {"query_id": intent}
+    if intent == "top_locations":
+        arguments["limit"] = _limit(text)
+    return arguments
+
+
+def _sql_words(text: str, intent: str) -> bool:
+    """The intent's keywords as whole words (document questions are often long; a substring match is not enough)."""
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    keys = dict(INTENTS)[intent]
+    return any(k in words or (" " in k and k in text.lower()) for k in keys) or any(
+        w.startswith(k) for k in keys for w in words if len(k) >= 5
+    )

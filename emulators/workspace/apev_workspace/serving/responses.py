@@ -5,6 +5,8 @@ Invocation inputs and what `predict(inputs: dict) -> dict` receives:
   rows; a row that is not an object is passed as `{"input": row}`), and `inputs` given column-wise
   (`{"col": [v1, v2]}`) or as a list: `predict` runs once per row, the answer is `{"predictions": [...]}`.
 - `inputs` as any other object: `predict` runs once on it, the answer is `{"predictions": <its result>}`.
+- embeddings `input` (a string or a list of strings, the OpenAI-compatible embeddings request): `predict` runs
+  once on `{"input": [...]}` and its result is the answer as given (`{"object": "list", "data": [...]}`).
 - chat `messages` (with `max_tokens`, `temperature`, `n`, `stop`, `extra_params` when given): `predict` runs once on
   the whole body; its result becomes a chat completion (its `content`, else `choices` as given, else its JSON).
 """
@@ -22,7 +24,7 @@ from apev_workspace.core.exceptions import require
 from apev_workspace.core.http import Call
 from apev_workspace.serving.exceptions import BadRequest
 
-INPUT_FIELDS = ("dataframe_records", "dataframe_split", "instances", "inputs", "messages")
+INPUT_FIELDS = ("dataframe_records", "dataframe_split", "instances", "inputs", "messages", "input")
 CHAT_FIELDS = ("max_tokens", "temperature", "n", "stop", "extra_params", "stream", "tools", "tool_choice")
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
@@ -127,10 +129,15 @@ def parse_input(body: dict[str, Any]) -> tuple[str, Any]:
     given = [f for f in INPUT_FIELDS if body.get(f) is not None]
     if len(given) != 1:
         raise BadRequest(
-            "Invalid input: give exactly one of dataframe_records, dataframe_split, instances, inputs or messages"
-            + (f" (got {', '.join(given)})" if given else "")
+            "Invalid input: give exactly one of dataframe_records, dataframe_split, instances, inputs, messages"
+            " or input" + (f" (got {', '.join(given)})" if given else "")
         )
     field, value = given[0], body[given[0]]
+    if field == "input":
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise BadRequest("input must be a string or a list of strings (an embeddings request)")
+        return "embeddings", {"input": texts}
     if field == "messages":
         if not isinstance(value, list):
             raise BadRequest("messages must be a list of {role, content} objects")
@@ -181,5 +188,10 @@ def invoke(call: Call) -> JSONResponse:
     kind, payload = parse_input(call.body)
     name = require(call.path, "name")
     entity, result = call.workspace.serving.invoke(name, kind, payload)
-    body = chat_response(entity, payload, result) if kind == "chat" else {"predictions": result}
+    if kind == "chat":
+        body = chat_response(entity, payload, result)
+    elif kind == "embeddings":
+        body = result if isinstance(result, dict) else {"predictions": result}
+    else:
+        body = {"predictions": result}
     return JSONResponse(body, headers={"served-model-name": entity})

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import sqlglot
 from sqlglot import exp
 
 from apev_workspace.core.exceptions import (
@@ -84,6 +85,7 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             rf"(?:(?P<drop>DROP\s+MASK)|SET\s+MASK\s+(?P<fn>{NAME})(?:\s+USING\s+COLUMNS\s*\((?P<using>[^)]*)\))?)"
         ),
     ),
+    ("set_properties", _re(rf"ALTER\s+TABLE\s+(?P<name>{NAME})\s+SET\s+TBLPROPERTIES\s*(?P<props>\(.*\))")),
     ("drop_function", _re(rf"DROP\s+(?:TEMPORARY\s+)?FUNCTION\s+(?P<ie>IF\s+EXISTS\s+)?(?P<name>{NAME})")),
     ("copy_into", _re(rf"COPY\s+INTO\s+(?P<name>{NAME})\s+FROM\s+(?P<source>.+)")),
     ("noop", _re(r"(?:OPTIMIZE|VACUUM|ANALYZE|REFRESH|SET|RESET|CACHE|UNCACHE)\b.*")),
@@ -310,6 +312,21 @@ class Session:
     def _set_mask(self, m: re.Match[str], _: Any) -> Result:
         using = [u.strip().strip("`") for u in (m["using"] or "").split(",") if u.strip()]
         functions.set_mask(self, m["name"], m["column"].strip("`"), None if m["drop"] else m["fn"], using)
+        return Result()
+
+    def _set_properties(self, m: re.Match[str], _: Any) -> Result:
+        """`ALTER TABLE t SET TBLPROPERTIES (k = v, ...)`: Unity Catalog metadata (owner or MANAGE), e.g. the
+        Change Data Feed switch a Delta Sync vector index needs."""
+        full = self.qualify(m["name"], 3)
+        self.uc.get_table(self.who, full)
+        if not (self.who.is_admin or self.uc.holds(self.who, "TABLE", full, "MANAGE")):
+            raise insufficient(f"User {self.who.name} is not an owner of Table '{full}'.")
+        try:
+            tree = sqlglot.parse_one(f"ALTER TABLE x SET TBLPROPERTIES {m['props']}", read="databricks")
+            props = [p for p in tree.find_all(exp.Property) if type(p) is exp.Property]
+        except sqlglot.errors.ParseError as err:
+            raise SqlError("PARSE_SYNTAX_ERROR", f"Invalid TBLPROPERTIES: {err}") from None
+        self.uc.set_properties(full, t.property_items(list(props)))
         return Result()
 
     def _drop_function(self, m: re.Match[str], _: Any) -> Result:

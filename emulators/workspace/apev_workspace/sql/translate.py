@@ -194,6 +194,22 @@ def rewrite_functions(tree: exp.Expr) -> exp.Expr:
     return tree.transform(replace)
 
 
+def property_items(props: list[exp.Expr]) -> dict[str, str]:
+    """TBLPROPERTIES as strings: dotted keys kept whole (`delta.enableChangeDataFeed`), booleans `true`/`false`."""
+    out: dict[str, str] = {}
+    for prop in props:
+        key, value = prop.this, prop.args.get("value")
+        name = key.name if isinstance(key, exp.Literal | exp.Identifier) else key.sql(dialect="databricks")
+        if isinstance(value, exp.Boolean):
+            text = "true" if value.this else "false"
+        elif isinstance(value, exp.Literal):
+            text = value.name
+        else:
+            text = "" if value is None else value.sql(dialect="databricks")
+        out[name] = text
+    return out
+
+
 def strip_table_properties(tree: exp.Create) -> dict[str, Any]:
     """Drop what DuckDB has no use for (USING DELTA, PARTITIONED BY, COMMENT, TBLPROPERTIES, column comments)
     and return it as Unity Catalog metadata."""
@@ -211,7 +227,7 @@ def strip_table_properties(tree: exp.Create) -> dict[str, Any]:
             elif isinstance(prop, exp.SchemaCommentProperty):
                 meta["comment"] = prop.this.name
             elif isinstance(prop, exp.Property) and type(prop) is exp.Property:
-                meta["properties"][prop.name] = prop.text("value")
+                meta["properties"] |= property_items([prop])
             elif isinstance(prop, exp.ClusteredByProperty | exp.Cluster):
                 continue
             elif isinstance(prop, exp.LocationProperty):

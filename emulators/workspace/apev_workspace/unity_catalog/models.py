@@ -346,6 +346,13 @@ class UnityCatalog(Grants):
             obj["column_masks"] = masks
             self._store.put("uc_table", full_name, obj)
 
+    def set_properties(self, full_name: str, properties: dict[str, str]) -> None:
+        """Merge TBLPROPERTIES into the table's metadata (ALTER TABLE ... SET TBLPROPERTIES)."""
+        with self._lock:
+            obj = self.tables[full_name]
+            obj["properties"] = dict(obj.get("properties") or {}) | properties
+            self._store.put("uc_table", full_name, obj)
+
     def forget_table(self, full_name: str) -> None:
         with self._lock:
             if self.tables.pop(full_name, None) is not None:

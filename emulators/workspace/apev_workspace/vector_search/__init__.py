@@ -1,0 +1,1 @@
+"""Vector Search: endpoints and indexes (Delta Sync and Direct Access), exact search in DuckDB."""
