@@ -31,7 +31,7 @@ SUBSCRIBED = {
         "erasure.requested",
     },
     "jobs": {"job.requested", "tenant.offboarded"},
-    "serving": {"run.finished", "endpoint.scale.requested"},
+    "serving": {"run.finished", "endpoint.scale.requested", "tenant.offboarded"},
     "writeback": {"insight.created", "datasource.created", "erasure.requested"},
     "monitor": {"run.finished", "cost.sampled", "serving.latency.sampled", "tenant.offboarded", "lineage.emitted"},
 }

@@ -52,6 +52,17 @@ class _NoCache:
         pass
 
 
+class _Offboarding:
+    """Serving's offboarding: the service group's handler is the recorder's; the replica's memory (its own group
+    per replica, like the SQL cache's) forgets nothing here."""
+
+    def __init__(self, service: Any) -> None:
+        self.on_tenant_offboarded = service.on_tenant_offboarded
+
+    def forget(self, tenant_id: str) -> dict[str, int]:
+        return {}
+
+
 def _register_monitor(broker: Any, service: Any, group: str) -> None:
     monitor_handlers.register(broker, service, group)
     monitor_handlers.register_lineage(broker, service, group)  # the lineage store (its own object in the app)
@@ -66,6 +77,7 @@ class _NoIndex:
 
 def _register_serving(broker: Any, service: Any, group: str) -> None:
     serving_handlers.register(broker, service, group, _NoCache(), "faults", _NoIndex())  # type: ignore[arg-type]
+    serving_handlers.register_offboarding(broker, _Offboarding(service), group, "faults")  # type: ignore[arg-type]
 
 
 SERVICES: dict[str, tuple[Callable[..., None], list[str]]] = {
@@ -91,7 +103,7 @@ SERVICES: dict[str, tuple[Callable[..., None], list[str]]] = {
             topics.LINEAGE_EMITTED,
         ],
     ),
-    "serving": (_register_serving, [topics.RUN_FINISHED, topics.ENDPOINT_SCALE_REQUESTED]),
+    "serving": (_register_serving, [topics.RUN_FINISHED, topics.ENDPOINT_SCALE_REQUESTED, topics.TENANT_OFFBOARDED]),
     "writeback": (
         writeback_handlers.register,
         [topics.INSIGHT_CREATED, topics.DATASOURCE_CREATED, topics.ERASURE_REQUESTED],

@@ -12,6 +12,7 @@ from apev_serving import api, handlers
 from apev_serving.gateway import Gateway
 from apev_serving.insights import Insights
 from apev_serving.latency import Latency
+from apev_serving.offboarding import Offboarding
 from apev_serving.retrieval import Retrieval
 from apev_serving.service import ServingService
 from apev_serving.settings import Settings
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     service = ServingService(runtime.db, gateway, settings, latency, insights)
     retrieval = Retrieval(runtime.db, gateway, settings)
     handlers.register(runtime.broker, service, settings.consumer_group, sql, settings.replica_id, retrieval)
+    offboarding = Offboarding(gateway, settings, service, sql)
+    handlers.register_offboarding(runtime.broker, offboarding, settings.consumer_group, settings.replica_id)
 
     async def publish_latency(stop: asyncio.Event) -> None:
         await service.latency_loop(stop)

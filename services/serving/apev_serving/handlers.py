@@ -10,11 +10,13 @@ from apev_contracts import (
     JobRequested,
     RunFinished,
     ServingLatencySampled,
+    TenantOffboarded,
     topics,
 )
 from apev_contracts.envelope import CloudEvent
 from apev_runtime.broker import subscriber
 from apev_runtime.delivery.middleware import Tx
+from apev_serving.offboarding import Offboarding
 from apev_serving.retrieval import Retrieval
 from apev_serving.service import ServingService
 from apev_serving.sql import SqlQueries
@@ -47,3 +49,15 @@ def register(
     @subscriber(broker, topics.RUN_FINISHED, group_id=f"{group}.sql-cache.{replica_id}")
     async def on_run_finished_invalidate(event: CloudEvent[RunFinished], tx: Tx) -> None:
         sql.on_run_finished(event)
+
+
+def register_offboarding(broker: KafkaBroker, offboarding: Offboarding, group: str, replica_id: str) -> None:
+    # Endpoints, agent principals, models and rows: waits on Databricks, each step tolerant of "already gone".
+    @subscriber(broker, topics.TENANT_OFFBOARDED, group_id=group, outside_calls=True)
+    async def on_tenant_offboarded(event: CloudEvent[TenantOffboarded], tx: Tx) -> None:
+        await offboarding.on_tenant_offboarded(event, tx)
+
+    # This replica's SQL cache, reader token and cached agents of the tenant: a group per replica, like the cache's.
+    @subscriber(broker, topics.TENANT_OFFBOARDED, group_id=f"{group}.sql-cache.{replica_id}")
+    async def on_tenant_offboarded_forget(event: CloudEvent[TenantOffboarded], tx: Tx) -> None:
+        offboarding.forget(event.data.tenant_id)

@@ -752,6 +752,13 @@ class ServingService:
                 self._agents[agent_id] = row
         return row
 
+    def forget_tenant(self, tenant_id: str) -> int:
+        """An offboarded tenant's agents leave this replica's cache (their invokes become 404)."""
+        gone = [a for a, row in self._agents.items() if row.tenant_id == tenant_id]
+        for a in gone:
+            self._agents.pop(a, None)
+        return len(gone)
+
     async def invoke(self, agent: Row[Any], record: dict[str, Any]) -> dict[str, Any]:
         tenant = agent.tenant_id
         limit = self.settings.concurrency_for(tenant)

@@ -296,6 +296,11 @@ class SqlQueries:
             return token
 
     # ------------------------------------------------------------------ invalidation
+    def forget_tenant(self, tenant_id: str) -> int:
+        """An offboarded tenant: its cached results and its reader token (ingest deletes the principal)."""
+        self._tokens.pop(tenant_id, None)
+        return self.cache.invalidate(tenant_id)
+
     def on_run_finished(self, event: CloudEvent[RunFinished]) -> int:
         run = event.data
         if run.outcome != "success" or run.kind not in self.settings.sql_invalidating_kinds:
