@@ -157,3 +157,58 @@ def peak_rss_mib(pid: int | None = None) -> float | None:
         line = next(x for x in path.read_text().splitlines() if x.startswith("VmHWM:"))
         return round(int(line.split()[1]) / 1024, 1)
     return None
+
+
+def _package_of(path: str | None) -> str:
+    if not path:
+        return "?"
+    p = path.replace("\\", "/")
+    for marker in ("site-packages/", "/lib/python3.11/"):
+        if marker in p:
+            return p.split(marker, 1)[1].split("/", 1)[0].removesuffix(".py")
+    for part in p.split("/"):
+        if part.startswith("apev_"):
+            return part
+    return p.rsplit("/", 1)[-1]
+
+
+def profile_breakdown(session: Any, top: int = 12) -> dict[str, Any]:
+    """A pyinstrument session as shares of sampled time: by package (self time) and the top functions."""
+    root = session.root_frame()
+    if root is None:
+        return {"packages": {}, "functions": []}
+    by_package: dict[str, float] = {}
+    by_function: dict[str, float] = {}
+    stack = [root]
+    while stack:
+        frame = stack.pop()
+        stack.extend(frame.children)
+        if frame.is_synthetic:
+            if frame.parent is None or frame.function != "[self]":
+                continue
+            own, frame = frame.time, frame.parent  # its parent's own time
+        else:
+            own = frame.time - sum(c.time for c in frame.children)
+        if own <= 0:
+            continue
+        pkg = _package_of(frame.file_path)
+        by_package[pkg] = by_package.get(pkg, 0.0) + own
+        key = f"{pkg}:{frame.function}"
+        by_function[key] = by_function.get(key, 0.0) + own
+    total = sum(by_package.values()) or 1.0
+    return {
+        "sampled_seconds": round(total, 3),
+        "packages": {k: round(v / total, 3) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])[:top]},
+        "functions": [
+            {"function": k, "share": round(v / total, 3)}
+            for k, v in sorted(by_function.items(), key=lambda kv: -kv[1])[:top]
+        ],
+    }
+
+
+def describe_profile(breakdown: dict[str, Any], n: int = 5) -> str:
+    parts = [f"{k} {v:.0%}" for k, v in list(breakdown.get("packages", {}).items())[:n]]
+    funcs = [f"{f['function']} {f['share']:.0%}" for f in breakdown.get("functions", [])[:3]]
+    return (
+        "pyinstrument, share of sampled time by package: " + ", ".join(parts) + "; top functions: " + ", ".join(funcs)
+    )

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from _common import Env, quiet_databricks_env
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from _common import Env, quiet_databricks_env
 from apev_contracts import JobRequested
 from apev_contracts.envelope import CloudEvent, decode, encode, new_event
 from apev_contracts.topics import all_topics
@@ -51,7 +51,10 @@ class RunClock:
 
 @contextlib.contextmanager
 def workspace(env: Env, name: str, slots: int) -> Any:
-    with quiet_databricks_env(), running_workspace(env.tmp / f"ws-{name}-{uuid.uuid4().hex[:6]}", executor_slots=slots) as ws:
+    with (
+        quiet_databricks_env(),
+        running_workspace(env.tmp / f"ws-{name}-{uuid.uuid4().hex[:6]}", executor_slots=slots) as ws,
+    ):
         ws.workspace.webhooks.retry_base = 0.2
         w = ws.client()
         upload(w, SQL_FILE, "SELECT 1")

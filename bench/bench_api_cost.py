@@ -24,10 +24,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from databricks.sdk.service import jobs as dbx
-
 from _common import Env, Progress, distribution, row
 from _jobs_stack import SLEEP_FILE, SQL_FILE, RunClock, jobs_stack, sql_job, wait_until, warehouse_id, workspace
+from databricks.sdk.service import jobs as dbx
+
 from apev_workspace.testing import RunningWorkspace
 
 NAME = "api_cost"

@@ -1,6 +1,6 @@
 """SUMMARY.md from the `<name>.json` files a benchmark run left in one folder (`bench/run.py` calls it).
 
-    uv run python bench/summary.py [bench/results]      # rewrite the summary from the JSON files alone
+uv run python bench/summary.py [bench/results]      # rewrite the summary from the JSON files alone
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 def _fmt(value: Any, unit: str = "") -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, float):
         text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}" if abs(value) < 1 else f"{value:,.2f}"
     else:
@@ -22,7 +22,7 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def _met(value: bool | None) -> str:
-    return {True: "**met**", False: "**missed**", None: "–"}[value]
+    return {True: "**met**", False: "**missed**", None: "-"}[value]
 
 
 def write_summary(folder: Path, order: list[str]) -> Path:
@@ -46,7 +46,8 @@ def write_summary(folder: Path, order: list[str]) -> Path:
         lines += [
             f"Machine: {m.get('cores')} cores, {m.get('memory_mib')} MiB, Python {m.get('python')}, Kafka "
             f"{m.get('kafka_version')}, commit `{m.get('commit')}`; 1-minute load average at the benchmarks' start "
-            f"{min(loads):.1f}-{max(loads):.1f}" + (" (**quick mode**: small sizes, not figures)" if quick else "")
+            f"{min(loads):.1f}-{max(loads):.1f}"
+            + (" (**quick mode**: small sizes, not figures)" if quick else "")
             + ".",
             "",
         ]
@@ -57,7 +58,10 @@ def write_summary(folder: Path, order: list[str]) -> Path:
                 "Re-run `make bench` on an idle machine for absolute figures.",
                 "",
             ]
-    lines += ["| benchmark | figure | this project | baseline | ratio | target | met |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| benchmark | figure | this project | baseline | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
     notes: list[str] = []
     for r in records:
         name = r["benchmark"]
@@ -68,7 +72,7 @@ def write_summary(folder: Path, order: list[str]) -> Path:
             unit = s.get("unit", "")
             lines.append(
                 f"| {name} | {s['figure']} | {_fmt(s['this'], unit)} | {_fmt(s.get('baseline'), unit)} | "
-                f"{_fmt(s.get('ratio'))} | {s.get('target') or '–'} | {_met(s.get('met'))} |"
+                f"{_fmt(s.get('ratio'))} | {s.get('target') or '-'} | {_met(s.get('met'))} |"
             )
             if s.get("note"):
                 notes.append(f"- **{name}, {s['figure']}**: {s['note']}")
