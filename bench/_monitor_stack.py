@@ -43,12 +43,19 @@ def rules_without_group_wait(folder: Path) -> Path:
 def run_finished(tenant: str, job_id: str, run_id: str, outcome: str, end: datetime) -> CloudEvent[RunFinished]:
     result = {"success": "SUCCESS", "failure": "FAILED"}[outcome]
     data = RunFinished(
-        tenant_id=tenant, job_id=job_id, run_id=run_id, kind="adhoc", key=f"k{job_id}",  # type: ignore[arg-type]
+        tenant_id=tenant,
+        job_id=job_id,
+        run_id=run_id,
+        kind="adhoc",
+        key=f"k{job_id}",  # type: ignore[arg-type]
         job_name=f"ap:{tenant}:adhoc:k{job_id}",
-        state=RunState(life_cycle_state="TERMINATED", result_state=result), status=RunStatus(state="TERMINATED"),
-        outcome=outcome, start_time=end - timedelta(seconds=42), end_time=end,  # type: ignore[arg-type]
+        state=RunState(life_cycle_state="TERMINATED", result_state=result),
+        status=RunStatus(state="TERMINATED"),
+        outcome=outcome,
+        start_time=end - timedelta(seconds=42),
+        end_time=end,  # type: ignore[arg-type]
         run_page_url=f"http://127.0.0.1:8787/?o=1#job/{job_id}/run/{run_id}",
-    )  # fmt: skip
+    )
     return new_event(data, tenant_id=tenant, source="bench/monitor")
 
 
@@ -95,22 +102,33 @@ async def monitor_stack(env: Env, folder: Path, **over: Any) -> AsyncIterator[Mo
     pg = await env.ensure_database()
     prefix = env.prefix("bm")
     await create_topics(env.bootstrap, [prefix + t for t in all_topics()], partitions=3)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (a temporary folder, once)
     tenants = folder / "tenants.yaml"
     tenants.write_text("defaults:\n  freshness_minutes: 1440\ntenants: {}\n")
     with running_sinks(slack_min_interval=0.0) as sinks:
         values: dict[str, Any] = {
-            "kafka_bootstrap_servers": env.bootstrap, "kafka_topic_prefix": prefix, "database_url": pg,
-            "database_schema": prefix.rstrip(".") + "_monitor", "http_port": free_port(),
-            "APEV_JWT_SECRET": JWT_SECRET, "log_format": "console", "log_level": "ERROR",
-            "tenants_file": tenants, "rules_file": rules_without_group_wait(folder),
-            "evaluate_interval_seconds": 3600, "notify_interval_seconds": 3600, "sample_interval_seconds": 36000,
+            "kafka_bootstrap_servers": env.bootstrap,
+            "kafka_topic_prefix": prefix,
+            "database_url": pg,
+            "database_schema": prefix.rstrip(".") + "_monitor",
+            "http_port": free_port(),
+            "APEV_JWT_SECRET": JWT_SECRET,
+            "log_format": "console",
+            "log_level": "ERROR",
+            "tenants_file": tenants,
+            "rules_file": rules_without_group_wait(folder),
+            "evaluate_interval_seconds": 3600,
+            "notify_interval_seconds": 3600,
+            "sample_interval_seconds": 36000,
             "slack_webhooks": {"alerts": sinks.slack_url, "billing": sinks.slack_url},
-            "pagerduty_events_url": sinks.urls.http, "pagerduty_routing_key": sinks.routing_key,
-            "smtp_host": sinks.urls.smtp_host, "smtp_port": sinks.urls.smtp_port, "email_to": ["finance@example.com"],
+            "pagerduty_events_url": sinks.urls.http,
+            "pagerduty_routing_key": sinks.routing_key,
+            "smtp_host": sinks.urls.smtp_host,
+            "smtp_port": sinks.urls.smtp_port,
+            "email_to": ["finance@example.com"],
             "delivery": DeliverySettings(retry_attempts=3, retry_timeout_seconds=10, retry_initial_wait_seconds=0.05),
             **over,
-        }  # fmt: skip
+        }
         settings = Settings(**values)
         app = create_app(settings)
         async with serve_app(app, settings.http_port):

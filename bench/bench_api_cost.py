@@ -48,8 +48,12 @@ class Blockers:
         self.w = ws.client()
         self.clock = clock
         task = dbx.Task(task_key="b", spark_python_task=dbx.SparkPythonTask(python_file=SLEEP_FILE, parameters=["600"]))
-        self.job_id = int(self.w.jobs.create(name=f"bench-blocker-{uuid.uuid4().hex[:6]}", tasks=[task],
-                                             max_concurrent_runs=SLOTS).job_id or 0)  # fmt: skip
+        self.job_id = int(
+            self.w.jobs.create(
+                name=f"bench-blocker-{uuid.uuid4().hex[:6]}", tasks=[task], max_concurrent_runs=SLOTS
+            ).job_id
+            or 0
+        )
         self.runs: list[int] = []
 
     async def hold(self) -> None:
@@ -61,8 +65,9 @@ class Blockers:
             await asyncio.to_thread(self.w.jobs.cancel_run, r)
 
 
-async def _service(env: Env, ws: RunningWorkspace, clock: RunClock, sizes: list[int], progress: Progress,
-                   at: float, share: float) -> list[dict[str, Any]]:  # fmt: skip
+async def _service(
+    env: Env, ws: RunningWorkspace, clock: RunClock, sizes: list[int], progress: Progress, at: float, share: float
+) -> list[dict[str, Any]]:
     wh = warehouse_id(ws)
     out = []
     async with jobs_stack(env, ws, clock, reconcile_interval_seconds=30.0 / COMPRESSION) as stack:
@@ -79,34 +84,45 @@ async def _service(env: Env, ws: RunningWorkspace, clock: RunClock, sizes: list[
             submitted = time.monotonic() - started
             at_submit = _calls(ws)
             await blockers.release()
-            ids = lambda: [r for r, j in list(clock.job_of.items()) if j not in (0, blockers.job_id)]  # noqa: E731
             mine: list[int] = []
+            seen_before = set(stack.arrived)
 
-            def done(n: int = n) -> bool:
-                nonlocal mine
-                mine = [r for r in ids() if r in stack.arrived and r not in seen_before]
+            def done(
+                n: int = n, skip: int = blockers.job_id, before: set[int] = seen_before, mine: list[int] = mine
+            ) -> bool:
+                jobs = list(clock.job_of.items())
+                mine[:] = [r for r, j in jobs if j not in (0, skip) and r in stack.arrived and r not in before]
                 return len(mine) >= n
 
-            seen_before = set(stack.arrived)
             await wait_until(f"{n} run.finished", done, 600, every=0.2)
             calls = _calls(ws)
             delays = [stack.arrived[r] - clock.ended[r] for r in mine]
-            out.append({
-                "contender": "jobs service", "runs": n, "calls": calls, "calls_at_all_submitted": at_submit,
-                "calls_total": sum(calls.values()), "calls_per_run": round(sum(calls.values()) / n, 3),
-                "submit_seconds": round(submitted, 2), "seconds": round(time.monotonic() - started, 2),
-                "detection_delay_seconds": distribution(delays),
-            })  # fmt: skip
+            out.append(
+                {
+                    "contender": "jobs service",
+                    "runs": n,
+                    "calls": calls,
+                    "calls_at_all_submitted": at_submit,
+                    "calls_total": sum(calls.values()),
+                    "calls_per_run": round(sum(calls.values()) / n, 3),
+                    "submit_seconds": round(submitted, 2),
+                    "seconds": round(time.monotonic() - started, 2),
+                    "detection_delay_seconds": distribution(delays),
+                }
+            )
     return out
 
 
 async def _polling(ws: RunningWorkspace, clock: RunClock, n: int, interval: float) -> dict[str, Any]:
     w = ws.client()
     wh = warehouse_id(ws)
-    task = dbx.Task(task_key="q", sql_task=dbx.SqlTask(
-        file=dbx.SqlTaskFile(path=SQL_FILE, source=dbx.Source.WORKSPACE), warehouse_id=wh))  # fmt: skip
-    job_id = int(w.jobs.create(name=f"bench-poll-{uuid.uuid4().hex[:6]}", tasks=[task],
-                               max_concurrent_runs=1000).job_id or 0)  # fmt: skip
+    task = dbx.Task(
+        task_key="q",
+        sql_task=dbx.SqlTask(file=dbx.SqlTaskFile(path=SQL_FILE, source=dbx.Source.WORKSPACE), warehouse_id=wh),
+    )
+    job_id = int(
+        w.jobs.create(name=f"bench-poll-{uuid.uuid4().hex[:6]}", tasks=[task], max_concurrent_runs=1000).job_id or 0
+    )
     blockers = Blockers(ws, clock)
     await blockers.hold()
     await asyncio.sleep(1.0)
@@ -114,8 +130,9 @@ async def _polling(ws: RunningWorkspace, clock: RunClock, n: int, interval: floa
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
-        runs = await asyncio.gather(*[loop.run_in_executor(pool, lambda: int(w.jobs.run_now(job_id).run_id or 0))
-                                      for _ in range(n)])  # fmt: skip
+        runs = await asyncio.gather(
+            *[loop.run_in_executor(pool, lambda: int(w.jobs.run_now(job_id).run_id or 0)) for _ in range(n)]
+        )
         submitted = time.monotonic() - started
         at_submit = _calls(ws)
         await blockers.release()
@@ -127,8 +144,11 @@ async def _polling(ws: RunningWorkspace, clock: RunClock, n: int, interval: floa
 
             def get(run_id: int) -> tuple[int, bool]:
                 state = w.jobs.get_run(run_id).state
-                return run_id, bool(state and state.life_cycle_state and state.life_cycle_state.value in
-                                    ("TERMINATED", "SKIPPED", "INTERNAL_ERROR"))  # fmt: skip
+                return run_id, bool(
+                    state
+                    and state.life_cycle_state
+                    and state.life_cycle_state.value in ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+                )
 
             for run_id, terminal in await asyncio.gather(*[loop.run_in_executor(pool, get, r) for r in pending]):
                 if terminal:
@@ -141,12 +161,17 @@ async def _polling(ws: RunningWorkspace, clock: RunClock, n: int, interval: floa
     delays = [seen[r] - clock.ended[r] for r in runs]
     dist = distribution(delays)
     return {
-        "contender": f"polling every {interval * COMPRESSION:.0f} s (here {interval:g} s)", "runs": n,
-        "calls": calls, "calls_at_all_submitted": at_submit, "calls_total": sum(calls.values()),
-        "calls_per_run": round(sum(calls.values()) / n, 3), "submit_seconds": round(submitted, 2),
-        "seconds": round(time.monotonic() - started, 2), "detection_delay_seconds": dist,
+        "contender": f"polling every {interval * COMPRESSION:.0f} s (here {interval:g} s)",
+        "runs": n,
+        "calls": calls,
+        "calls_at_all_submitted": at_submit,
+        "calls_total": sum(calls.values()),
+        "calls_per_run": round(sum(calls.values()) / n, 3),
+        "submit_seconds": round(submitted, 2),
+        "seconds": round(time.monotonic() - started, 2),
+        "detection_delay_seconds": dist,
         "detection_delay_at_real_interval_p50_seconds": round(dist["p50"] * COMPRESSION, 1),
-    }  # fmt: skip
+    }
 
 
 async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
@@ -168,18 +193,29 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
         figures[f"poll10_calls_per_run_{n}"] = p10["calls_per_run"]
         figures[f"poll30_calls_per_run_{n}"] = p30["calls_per_run"]
         biggest = n == max(sizes)
-        summary.append(row(
-            f"API calls per run, {n} runs in flight (baseline: runs/get every 10 s; every 30 s: "
-            f"{p30['calls_per_run']:.2f})",
-            svc["calls_per_run"], baseline=p10["calls_per_run"], ratio=svc["calls_per_run"] / p10["calls_per_run"],
-            target="<= 3 per run at 1,000" if biggest else None,
-            met=(svc["calls_per_run"] <= 3) if biggest else None,
-            note=("jobs service by endpoint: " + ", ".join(f"{k} {v}" for k, v in sorted(svc["calls"].items())))
-            if biggest else "",
-        ))  # fmt: skip
-        summary.append(row(
-            f"detection delay p95, {n} runs in flight (baseline: 10 s polling, at real interval)",
-            svc["detection_delay_seconds"]["p95"], baseline=round(p10["detection_delay_seconds"]["p95"] * COMPRESSION, 2),
-            unit="s", note=f"time compressed {COMPRESSION:g}x: the baseline polled every {polls[0]:g} s here" if biggest else "",
-        ))  # fmt: skip
+        summary.append(
+            row(
+                f"API calls per run, {n} runs in flight (baseline: runs/get every 10 s; every 30 s: "
+                f"{p30['calls_per_run']:.2f})",
+                svc["calls_per_run"],
+                baseline=p10["calls_per_run"],
+                ratio=svc["calls_per_run"] / p10["calls_per_run"],
+                target="<= 3 per run at 1,000" if biggest else None,
+                met=(svc["calls_per_run"] <= 3) if biggest else None,
+                note=("jobs service by endpoint: " + ", ".join(f"{k} {v}" for k, v in sorted(svc["calls"].items())))
+                if biggest
+                else "",
+            )
+        )
+        summary.append(
+            row(
+                f"detection delay p95, {n} runs in flight (baseline: 10 s polling, at real interval)",
+                svc["detection_delay_seconds"]["p95"],
+                baseline=round(p10["detection_delay_seconds"]["p95"] * COMPRESSION, 2),
+                unit="s",
+                note=f"time compressed {COMPRESSION:g}x: the baseline polled every {polls[0]:g} s here"
+                if biggest
+                else "",
+            )
+        )
     return {"figures": figures, "compression": COMPRESSION, "slots": SLOTS, "results": results, "summary": summary}

@@ -52,10 +52,20 @@ INSTANT = 20
 SLEEP_SECONDS = "1"  # a run shorter than its own run-now round trip races the service (see the finding)
 
 
-async def _completion(stack: JobsStack, n: int, progress: Progress, at: float, share: float, what: str,
-                      wave_size: int = WAVE, job: dict[str, Any] | None = None) -> list[float]:  # fmt: skip
-    job = job or {"max_concurrent_runs": 1000, "tasks": [
-        {"task_key": "s", "python_task": {"python_file": SLEEP_FILE, "parameters": [SLEEP_SECONDS]}}]}  # fmt: skip
+async def _completion(
+    stack: JobsStack,
+    n: int,
+    progress: Progress,
+    at: float,
+    share: float,
+    what: str,
+    wave_size: int = WAVE,
+    job: dict[str, Any] | None = None,
+) -> list[float]:
+    job = job or {
+        "max_concurrent_runs": 1000,
+        "tasks": [{"task_key": "s", "python_task": {"python_file": SLEEP_FILE, "parameters": [SLEEP_SECONDS]}}],
+    }
     before = set(stack.arrived)
     key = f"lat-{uuid.uuid4().hex[:6]}"
     sent = 0
@@ -69,8 +79,9 @@ async def _completion(stack: JobsStack, n: int, progress: Progress, at: float, s
     return [stack.arrived[r] - stack.clock.ended[r] for r in mine]
 
 
-async def _datasource(env: Env, ws: RunningWorkspace, clock: RunClock, n: int, progress: Progress, at: float,
-                      share: float) -> list[float]:  # fmt: skip
+async def _datasource(
+    env: Env, ws: RunningWorkspace, clock: RunClock, n: int, progress: Progress, at: float, share: float
+) -> list[float]:
     pg = await env.ensure_database()
     prefix = env.prefix("bl")
     from apev_contracts.topics import all_topics
@@ -84,13 +95,29 @@ async def _datasource(env: Env, ws: RunningWorkspace, clock: RunClock, n: int, p
     with running_mcp(locations=1, days=3, webhook_backoff=0.05) as mcp:
         codes = [mcp.new_tenant("lat") for _ in range(4)]
         ingest = IngestSettings(
-            **{**jobs.model_dump(include={"kafka_bootstrap_servers", "kafka_topic_prefix", "database_url",
-                                          "databricks_host", "log_format", "log_level", "delivery"}),
-               "databricks_token": ws.admin_token, "APEV_JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789"},
-            database_schema=prefix.rstrip(".") + "_ingest", http_port=port, public_url=f"http://127.0.0.1:{port}",
-            MCP_BASE_URL=mcp.base_url, MCP_API_KEY=mcp.admin_key, mcp_webhook_secret="mcp-hook",  # noqa: S106
+            **{
+                **jobs.model_dump(
+                    include={
+                        "kafka_bootstrap_servers",
+                        "kafka_topic_prefix",
+                        "database_url",
+                        "databricks_host",
+                        "log_format",
+                        "log_level",
+                        "delivery",
+                    }
+                ),
+                "databricks_token": ws.admin_token,
+                "APEV_JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789",
+            },
+            database_schema=prefix.rstrip(".") + "_ingest",
+            http_port=port,
+            public_url=f"http://127.0.0.1:{port}",
+            MCP_BASE_URL=mcp.base_url,
+            MCP_API_KEY=mcp.admin_key,
+            mcp_webhook_secret="mcp-hook",  # noqa: S106
             tenants_file=tenants,
-        )  # fmt: skip
+        )
         async with serve_app(jobs_app(jobs), jobs.http_port), serve_app(ingest_app(ingest), port):
             producer = AIOKafkaProducer(bootstrap_servers=env.bootstrap, enable_idempotence=True)
             await producer.start()
@@ -102,12 +129,19 @@ async def _datasource(env: Env, ws: RunningWorkspace, clock: RunClock, n: int, p
                     for i in range(first, min(n, first + DS_BATCH)):
                         tenant, code = f"lat-t{i % len(codes)}", codes[i % len(codes)]
                         ds = f"ds-{i}-{uuid.uuid4().hex[:4]}"
-                        data = DatasourceCreated(tenant_id=tenant, datasource_id=ds, name=f"NetSuite {i}",
-                                                 system="netsuite", entities=["financials"], mcp_tenant_code=code)  # fmt: skip
+                        data = DatasourceCreated(
+                            tenant_id=tenant,
+                            datasource_id=ds,
+                            name=f"NetSuite {i}",
+                            system="netsuite",
+                            entities=["financials"],
+                            mcp_tenant_code=code,
+                        )
                         record = encode(new_event(data, tenant_id=tenant, source="bench/latency"))
                         t0 = time.time()
-                        await producer.send_and_wait(prefix + record.topic, record.value, key=record.key,
-                                                     headers=record.headers)  # fmt: skip
+                        await producer.send_and_wait(
+                            prefix + record.topic, record.value, key=record.key, headers=record.headers
+                        )
                         batch.append((naming.job_name(tenant, "ingest", ds), t0))
                     runs = await _started_runs(w, clock, known, [name for name, _ in batch])
                     for name, t0 in batch:
@@ -203,5 +237,5 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
                 note=f"p50 {dc['p50']} s, p95 {dc['p95']} s; includes the catalog, schemas, principals, grants "
                 "of a new data source, the job's creation and run-now, and the executor starting it",
             ),
-        ],  # fmt: skip
+        ],
     }

@@ -45,28 +45,57 @@ def _load(tenants: int, n_runs: int, n_lat: int, n_ins: int, n_jobs: int, wh: st
     end = now()
     events: list[CloudEvent[Any]] = []
     for i in range(n_runs):
-        events.append(run_finished(f"mem-{i % tenants}", str(10_000 + i % (2 * tenants)), str(10**7 + i),
-                                   "failure" if i % 7 == 0 else "success", end))  # fmt: skip
+        events.append(
+            run_finished(
+                f"mem-{i % tenants}",
+                str(10_000 + i % (2 * tenants)),
+                str(10**7 + i),
+                "failure" if i % 7 == 0 else "success",
+                end,
+            )
+        )
     buckets = [0] * len(LATENCY_BUCKET_BOUNDS_MS)
     buckets[3] = 10
     for i in range(n_lat):
         t = f"mem-{i % tenants}"
-        data = ServingLatencySampled(tenant_id=t, endpoint_name=f"agent-{i % 2}", replica_id="r1",
-                                     window_start=end - timedelta(seconds=10 * (i // tenants + 1)),
-                                     window_end=end - timedelta(seconds=10 * (i // tenants)), count=10, sum_ms=500.0,
-                                     buckets=buckets)  # fmt: skip
+        data = ServingLatencySampled(
+            tenant_id=t,
+            endpoint_name=f"agent-{i % 2}",
+            replica_id="r1",
+            window_start=end - timedelta(seconds=10 * (i // tenants + 1)),
+            window_end=end - timedelta(seconds=10 * (i // tenants)),
+            count=10,
+            sum_ms=500.0,
+            buckets=buckets,
+        )
         events.append(new_event(data, tenant_id=t, source="bench/memory"))
     for i in range(n_ins):
         t = f"mem-{i % tenants}"
-        data = InsightCreated.model_validate({
-            "tenant_id": t, "insight_id": f"ins-{uuid.uuid4().hex[:12]}", "agent_id": "a", "target_system": "adp",
-            "entity_type": "employees", "entity_id": "E00001", "changes": {"RISK_FLAG": "HIGH"},
-            "reason": "bench", "confidence": 0.9})  # fmt: skip
+        data = InsightCreated.model_validate(
+            {
+                "tenant_id": t,
+                "insight_id": f"ins-{uuid.uuid4().hex[:12]}",
+                "agent_id": "a",
+                "target_system": "adp",
+                "entity_type": "employees",
+                "entity_id": "E00001",
+                "changes": {"RISK_FLAG": "HIGH"},
+                "reason": "bench",
+                "confidence": 0.9,
+            }
+        )
         events.append(new_event(data, tenant_id=t, source="bench/memory"))
     for i in range(n_jobs):
         t = f"mem-{i % tenants}"
-        data = JobRequested.model_validate({"tenant_id": t, "kind": "adhoc", "key": f"m{i}", "action": {"type": "run"},
-                                            "job": {"tasks": [{"task_key": "q", "sql_task": {"file": SQL_FILE, "warehouse_id": wh}}]}})  # fmt: skip
+        data = JobRequested.model_validate(
+            {
+                "tenant_id": t,
+                "kind": "adhoc",
+                "key": f"m{i}",
+                "action": {"type": "run"},
+                "job": {"tasks": [{"task_key": "q", "sql_task": {"file": SQL_FILE, "warehouse_id": wh}}]},
+            }
+        )
         events.append(new_event(data, tenant_id=t, source="bench/memory"))
     return events
 
@@ -137,8 +166,15 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
                 await asyncio.sleep(0.5)
             loaded = {name: _status(svc.process.pid) for name, svc in running.items()}
     progress(1.0, None)
-    result = {name: {"idle_rss_mib": idle[name].get("VmRSS"), "peak_rss_mib": loaded[name].get("VmHWM"),
-                     "rss_after_mib": loaded[name].get("VmRSS"), "inbox_rows": last.get(name, 0)} for name in idle}  # fmt: skip
+    result = {
+        name: {
+            "idle_rss_mib": idle[name].get("VmRSS"),
+            "peak_rss_mib": loaded[name].get("VmHWM"),
+            "rss_after_mib": loaded[name].get("VmRSS"),
+            "inbox_rows": last.get(name, 0),
+        }
+        for name in idle
+    }
     return {
         "figures": {f"{k}_peak_rss_mib": v["peak_rss_mib"] for k, v in result.items()},
         "services": result,
@@ -148,7 +184,7 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
             "latency_samples": sizes[1],
             "insights": sizes[2],
             "job_requests": sizes[3],
-        },  # fmt: skip
+        },
         "summary": [
             row(
                 f"{name}: peak RSS under load, {tenants} tenants' state (idle {v['idle_rss_mib']} MiB)",
@@ -161,7 +197,7 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
                 else "inbox rows after the load: " + ", ".join(f"{k} {x['inbox_rows']}" for k, x in result.items()),
             )
             for name, v in result.items()
-        ],  # fmt: skip
+        ],
     }
 
 

@@ -27,16 +27,26 @@ TITLE = "monitor events/s through its handlers, rule evaluation, alert latency t
 async def _throughput(env: Env, n: int, tenants: int, progress: Progress) -> dict[str, Any]:
     async with monitor_stack(env, env.tmp / f"mon-{uuid.uuid4().hex[:6]}") as s:
         end = now()
-        events = [run_finished(f"t{i % tenants}", str(1000 + i % (tenants * 4)), str(10**6 + i),
-                               "failure" if i % 10 == 0 else "success", end) for i in range(n)]  # fmt: skip
+        events = [
+            run_finished(
+                f"t{i % tenants}",
+                str(1000 + i % (tenants * 4)),
+                str(10**6 + i),
+                "failure" if i % 10 == 0 else "success",
+                end,
+            )
+            for i in range(n)
+        ]
         progress(0.55, f"{n} run.finished over {tenants} tenants")
         t0 = time.monotonic()
         await s.send(*events)
         await s.wait_consumed(n)
         seconds = time.monotonic() - t0
         progress(0.8, "a burst under pyinstrument (not counted)")
-        extra = [run_finished(f"t{i % tenants}", str(1000 + i % (tenants * 4)), str(5 * 10**6 + i), "success", end)
-                 for i in range(min(n, 300))]  # fmt: skip
+        extra = [
+            run_finished(f"t{i % tenants}", str(1000 + i % (tenants * 4)), str(5 * 10**6 + i), "success", end)
+            for i in range(min(n, 300))
+        ]
         profiler = Profiler(async_mode="disabled", interval=0.002)
         profiler.start()
         await s.send(*extra)
@@ -46,14 +56,20 @@ async def _throughput(env: Env, n: int, tenants: int, progress: Progress) -> dic
         e0 = time.monotonic()
         await s.service.tick()
         evaluation = time.monotonic() - e0
-    return {"events": n, "tenants": tenants, "seconds": round(seconds, 3), "events_per_second": round(n / seconds, 1),
-            "evaluation_pass_seconds": round(evaluation, 3),
-            "profile": profile_breakdown(profiler.last_session)}  # fmt: skip
+    return {
+        "events": n,
+        "tenants": tenants,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(n / seconds, 1),
+        "evaluation_pass_seconds": round(evaluation, 3),
+        "profile": profile_breakdown(profiler.last_session),
+    }
 
 
 async def _alert_latency(env: Env, samples: int, spread: float, progress: Progress) -> list[float]:
-    async with monitor_stack(env, env.tmp / f"mon-{uuid.uuid4().hex[:6]}",
-                             evaluate_interval_seconds=15.0, notify_interval_seconds=1.0) as s:  # fmt: skip
+    async with monitor_stack(
+        env, env.tmp / f"mon-{uuid.uuid4().hex[:6]}", evaluate_interval_seconds=15.0, notify_interval_seconds=1.0
+    ) as s:
         tenants = [f"alert-{i}-{uuid.uuid4().hex[:6]}" for i in range(samples)]
         job = {t: str(7000 + i) for i, t in enumerate(tenants)}  # job and run ids are unique in a workspace
         await s.send(*[run_finished(t, job[t], f"{job[t]}01", "failure", now()) for t in tenants])
@@ -94,7 +110,7 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
             "evaluation_pass_seconds": tp["evaluation_pass_seconds"],
             "alert_latency_p50_seconds": d["p50"],
             "alert_latency_p95_seconds": d["p95"],
-        },  # fmt: skip
+        },
         "throughput": tp,
         "findings": [
             "where the monitor's consuming time goes (a burst of run.finished): " + describe_profile(tp["profile"]),
@@ -115,5 +131,5 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
                 note=f"p50 {d['p50']} s; bounded by the evaluation interval (15 s) plus delivery (1 s), the "
                 "baseline column; group_wait 0 s here, the shipped 30 s adds 30 s by policy",
             ),
-        ],  # fmt: skip
+        ],
     }

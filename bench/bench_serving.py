@@ -52,15 +52,19 @@ def _seed(ws: RunningWorkspace) -> None:
     w.catalogs.create(name=cat)
     for schema in ("bronze", "silver", "gold"):
         w.schemas.create(name=schema, catalog_name=cat)
-    rows = ", ".join(f"('loc_{i:03d}', DATE '2026-0{m}-01', {100000 + 997 * i + 31 * m}, {90000 + 991 * i + 29 * m}, "
-                     f"0.9, {400 + i}, {5 + m})" for i in range(12) for m in range(1, 4))  # fmt: skip
+    rows = ", ".join(
+        f"('loc_{i:03d}', DATE '2026-0{m}-01', {100000 + 997 * i + 31 * m}, {90000 + 991 * i + 29 * m}, "
+        f"0.9, {400 + i}, {5 + m})"
+        for i in range(12)
+        for m in range(1, 4)
+    )
     for statement in (
         f"""CREATE TABLE {cat}.gold.monthly_kpis AS SELECT practice_location, CAST(month AS DATE) AS month,
         CAST(production AS DECIMAL(18,2)) AS production, CAST(collections AS DECIMAL(18,2)) AS collections,
         CAST(collection_rate AS DECIMAL(9,4)) AS collection_rate, CAST(visits AS BIGINT) AS visits,
         CAST(new_patients AS BIGINT) AS new_patients, current_timestamp() AS _built_at
         FROM (VALUES {rows}) AS v(practice_location, month, production, collections, collection_rate, visits,
-        new_patients)""",
+        new_patients)""",  # noqa: S608 (generated seed rows, local workspace)
         f"CREATE TABLE {cat}.gold.payroll_summary AS SELECT 'loc_000' AS practice_location, DATE '2026-01-01' AS "
         "month, CAST(1 AS BIGINT) AS payroll_runs, CAST(1 AS DECIMAL(18,2)) AS gross_pay, CAST(1 AS DECIMAL(18,2)) "
         "AS net_pay, CAST(0 AS DECIMAL(18,2)) AS taxes_withheld, CAST(1 AS BIGINT) AS active_employees, "
@@ -107,7 +111,10 @@ async def _overhead(
 
 
 async def _qps(http: httpx.AsyncClient, n: int, clients: int, unique: bool) -> dict[str, Any]:
-    statement = "SELECT practice_location, sum(collections) AS c FROM monthly_kpis WHERE visits > CAST(:v AS BIGINT) - 1000000000 GROUP BY 1 ORDER BY 1"
+    statement = (
+        "SELECT practice_location, sum(collections) AS c FROM monthly_kpis "
+        "WHERE visits > CAST(:v AS BIGINT) - 1000000000 GROUP BY 1 ORDER BY 1"
+    )
     outcomes: dict[str, int] = {}
     latencies: list[float] = []
     counter = iter(range(n))
@@ -128,8 +135,14 @@ async def _qps(http: httpx.AsyncClient, n: int, clients: int, unique: bool) -> d
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     seconds = time.perf_counter() - t0
-    return {"queries": n, "clients": clients, "seconds": round(seconds, 3), "qps": round(n / seconds, 1),
-            "cache": outcomes, "latency_ms": distribution(latencies)}  # fmt: skip
+    return {
+        "queries": n,
+        "clients": clients,
+        "seconds": round(seconds, 3),
+        "qps": round(n / seconds, 1),
+        "cache": outcomes,
+        "latency_ms": distribution(latencies),
+    }
 
 
 async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
@@ -148,18 +161,33 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
         progress(0.02, "seeding gold")
         await asyncio.to_thread(_seed, ws)
         common: dict[str, Any] = {
-            "kafka_bootstrap_servers": env.bootstrap, "kafka_topic_prefix": prefix, "database_url": pg,
-            "databricks_host": ws.host, "databricks_token": ws.admin_token, "APEV_JWT_SECRET": JWT_SECRET,
-            "log_format": "console", "log_level": "ERROR",
+            "kafka_bootstrap_servers": env.bootstrap,
+            "kafka_topic_prefix": prefix,
+            "database_url": pg,
+            "databricks_host": ws.host,
+            "databricks_token": ws.admin_token,
+            "APEV_JWT_SECRET": JWT_SECRET,
+            "log_format": "console",
+            "log_level": "ERROR",
             "delivery": DeliverySettings(retry_attempts=4, retry_timeout_seconds=30, retry_initial_wait_seconds=0.05),
-        }  # fmt: skip
+        }
         jobs_port, serving_port = free_port(), free_port()
-        jobs = JobsSettings(**common, database_schema=prefix.rstrip(".") + "_jobs", http_port=jobs_port,
-                            public_url=f"http://127.0.0.1:{jobs_port}", webhook_password=HOOK_PASSWORD,
-                            reconcile_interval_seconds=2.0)  # fmt: skip
-        serving = ServingSettings(**common, database_schema=prefix.rstrip(".") + "_serving", http_port=serving_port,
-                                  latency_window_seconds=10.0, endpoint_poll_seconds=0.05,
-                                  tenant_concurrency=64)  # fmt: skip
+        jobs = JobsSettings(
+            **common,
+            database_schema=prefix.rstrip(".") + "_jobs",
+            http_port=jobs_port,
+            public_url=f"http://127.0.0.1:{jobs_port}",
+            webhook_password=HOOK_PASSWORD,
+            reconcile_interval_seconds=2.0,
+        )
+        serving = ServingSettings(
+            **common,
+            database_schema=prefix.rstrip(".") + "_serving",
+            http_port=serving_port,
+            latency_window_seconds=10.0,
+            endpoint_poll_seconds=0.05,
+            tenant_concurrency=64,
+        )
         token = mint_token(JWT_SECRET, tenant_id=TENANT, roles=["engineer"])
         headers = {"Authorization": f"Bearer {token}"}
         async with (
@@ -171,8 +199,15 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
             ) as direct,
         ):
             progress(0.05, "registering and deploying the agent")
-            r = await http.post("/api/v1/agents", json={"agent_id": "bench", "name": "Bench agent", "model_source": demo_agent_path(),
-                                                        "tables": ["gold.monthly_kpis", "payroll_summary"]})  # fmt: skip
+            r = await http.post(
+                "/api/v1/agents",
+                json={
+                    "agent_id": "bench",
+                    "name": "Bench agent",
+                    "model_source": demo_agent_path(),
+                    "tables": ["gold.monthly_kpis", "payroll_summary"],
+                },
+            )
             if r.status_code != 202:
                 raise RuntimeError(f"register: {r.status_code} {r.text[:300]}")
             deadline = time.monotonic() + 240
@@ -208,7 +243,7 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
             "sql_miss_qps": misses["qps"],
             "replicas_for_10k_qps_hits": need_hit,
             "replicas_for_10k_qps_misses": need_miss,
-        },  # fmt: skip
+        },
         "distributions": overhead,
         "sql": {"hits": hits, "misses": misses},
         "profile_sql_hits": hit_profile,
@@ -245,5 +280,5 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
                 note=f"{need_miss} replicas for {TARGET_QPS:,} q/s of misses, if the warehouse keeps up (each miss "
                 "is a Statement Execution round trip to the workspace's engine)",
             ),
-        ],  # fmt: skip
+        ],
     }

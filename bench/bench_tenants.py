@@ -27,16 +27,21 @@ async def _one(env: Env, tenants: int, n: int, m: int) -> dict[str, Any]:
     async with monitor_stack(env, env.tmp / f"ten-{tenants}-{uuid.uuid4().hex[:6]}") as s:
         end = now()
         jobs = max(4, tenants)
-        burst = [run_finished(f"t{i % tenants}", str(1000 + i % jobs), str(10**6 + i),
-                              "failure" if i % 10 == 0 else "success", end) for i in range(n)]  # fmt: skip
+        burst = [
+            run_finished(
+                f"t{i % tenants}", str(1000 + i % jobs), str(10**6 + i), "failure" if i % 10 == 0 else "success", end
+            )
+            for i in range(n)
+        ]
         t0 = time.monotonic()
         await s.send(*burst)
         await s.wait_consumed(n)
         burst_s = time.monotonic() - t0
-        paced = [run_finished(f"t{i % tenants}", str(1000 + i % jobs), str(2 * 10**6 + i), "success", end)
-                 for i in range(m)]  # fmt: skip
+        paced = [
+            run_finished(f"t{i % tenants}", str(1000 + i % jobs), str(2 * 10**6 + i), "success", end) for i in range(m)
+        ]
         sent: dict[str, datetime] = {}
-        for i, event in enumerate(paced):
+        for event in paced:
             sent[event.id] = datetime.now(UTC)
             await s.send(event)
             await asyncio.sleep(1 / RATE)
@@ -47,9 +52,15 @@ async def _one(env: Env, tenants: int, n: int, m: int) -> dict[str, Any]:
         e0 = time.monotonic()
         await s.service.tick()
         evaluation = time.monotonic() - e0
-    return {"tenants": tenants, "burst_events": n, "events_per_second": round(n / burst_s, 1),
-            "paced_events": m, "rate_per_second": RATE, "latency_ms": distribution(latencies, 2),
-            "evaluation_pass_seconds": round(evaluation, 3)}  # fmt: skip
+    return {
+        "tenants": tenants,
+        "burst_events": n,
+        "events_per_second": round(n / burst_s, 1),
+        "paced_events": m,
+        "rate_per_second": RATE,
+        "latency_ms": distribution(latencies, 2),
+        "evaluation_pass_seconds": round(evaluation, 3),
+    }
 
 
 async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
@@ -72,7 +83,7 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
             "throughput_ratio": round(tp_ratio, 3),
             **{f"p50_ms_{r['tenants']}": r["latency_ms"]["p50"] for r in results},
             **{f"events_per_second_{r['tenants']}": r["events_per_second"] for r in results},
-        },  # fmt: skip
+        },
         "results": results,
         "summary": [
             row(
@@ -97,5 +108,5 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
                 + "; evaluation pass: "
                 + ", ".join(f"{r['tenants']}: {r['evaluation_pass_seconds']} s" for r in results),
             ),
-        ],  # fmt: skip
+        ],
     }

@@ -10,6 +10,7 @@ simulator holds N applied changes. Duplicates: changes the simulator applied for
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -49,29 +50,47 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
             codes[tenant] = mcp.new_tenant("wb")
             path = f"T0APEV0000/B{secrets.token_hex(4).upper()}/approvals-{tenant}"
             sinks.backend.slack.register(path, f"#approvals-{tenant}")
-            entries[tenant] = {"approvers": ["U0APPROVER"], "approvals_webhook": sinks.urls.slack_webhook(path),
-                               "mcp_tenant_code": codes[tenant]}  # fmt: skip
+            entries[tenant] = {
+                "approvers": ["U0APPROVER"],
+                "approvals_webhook": sinks.urls.slack_webhook(path),
+                "mcp_tenant_code": codes[tenant],
+            }
         tenants_file = folder / "tenants.yaml"
         tenants_file.write_text(yaml.safe_dump({"defaults": {}, "tenants": entries}))
         settings = Settings(
-            kafka_bootstrap_servers=env.bootstrap, kafka_topic_prefix=prefix, database_url=pg,
-            database_schema=prefix.rstrip(".") + "_writeback", http_port=free_port(), MCP_BASE_URL=mcp.base_url,
-            MCP_API_KEY=mcp.admin_key, APEV_JWT_SECRET=JWT_SECRET, slack_signing_secret="bench-signing-secret-0000",
-            tenants_file=tenants_file, log_format="console", log_level="ERROR",
+            kafka_bootstrap_servers=env.bootstrap,
+            kafka_topic_prefix=prefix,
+            database_url=pg,
+            database_schema=prefix.rstrip(".") + "_writeback",
+            http_port=free_port(),
+            MCP_BASE_URL=mcp.base_url,
+            MCP_API_KEY=mcp.admin_key,
+            APEV_JWT_SECRET=JWT_SECRET,
+            slack_signing_secret="bench-signing-secret-0000",  # noqa: S106 (local stand-in)
+            tenants_file=tenants_file,
+            log_format="console",
+            log_level="ERROR",
             delivery=DeliverySettings(retry_attempts=3, retry_timeout_seconds=10, retry_initial_wait_seconds=0.05),
-        )  # fmt: skip
+        )
         limit = settings.target_rate_per_second
         names = list(entries)
         events = []
         for i in range(n):
             tenant = names[i % tenants]
             insight_id = f"ins-{uuid.uuid4().hex[:12]}"
-            data = InsightCreated.model_validate({
-                "tenant_id": tenant, "insight_id": insight_id, "agent_id": "retention-agent", "target_system": "adp",
-                "entity_type": "employees", "entity_id": f"E{1 + i % 20:05d}",
-                "changes": {"RISK_FLAG": "HIGH", "REVIEW_STATUS": "pending", "REVIEW_DATE": "2026-12-01"},
-                "reason": f"bench {insight_id}", "confidence": 0.9,
-            })  # fmt: skip
+            data = InsightCreated.model_validate(
+                {
+                    "tenant_id": tenant,
+                    "insight_id": insight_id,
+                    "agent_id": "retention-agent",
+                    "target_system": "adp",
+                    "entity_type": "employees",
+                    "entity_id": f"E{1 + i % 20:05d}",
+                    "changes": {"RISK_FLAG": "HIGH", "REVIEW_STATUS": "pending", "REVIEW_DATE": "2026-12-01"},
+                    "reason": f"bench {insight_id}",
+                    "confidence": 0.9,
+                }
+            )
             events.append(new_event(data, tenant_id=tenant, source="bench/writeback"))
         redelivered = events[::10]
         async with serve_app(create_app(settings), settings.http_port):
@@ -92,8 +111,7 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
 
                 await wait_until(f"{n} write-backs at MCP", lambda: applied() >= n, 600, every=0.1)
                 seconds = time.monotonic() - t0
-                await wait_until("redeliveries settled", lambda: True, 1)
-                time.sleep(2.0)  # a late duplicate would land now
+                await asyncio.sleep(2.0)  # a late duplicate would land now
             finally:
                 await producer.stop()
         per_insight: dict[str, int] = {}
@@ -111,7 +129,7 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
             "duplicates": duplicates,
             "insights": n,
             "redelivered": len(redelivered),
-        },  # fmt: skip
+        },
         "summary": [
             row(
                 f"write-back insights/s to MCP ({n} insights, {tenants} tenants)",
@@ -128,5 +146,5 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
                 target="0",
                 met=duplicates == 0,
             ),
-        ],  # fmt: skip
+        ],
     }
