@@ -106,7 +106,7 @@ async def _inbox_counts(admin: str, prefix: str, names: list[str]) -> dict[str, 
         out = {}
         for name in names:
             try:
-                out[name] = int(await conn.fetchval(f'SELECT count(*) FROM "{prefix.rstrip(".")}_{name}".inbox'))  # noqa: S608
+                out[name] = int(await conn.fetchval(f'SELECT count(*) FROM "{prefix.rstrip(".")}_{name}".apev_inbox'))  # noqa: S608
             except asyncpg.UndefinedTableError:
                 out[name] = 0
         return out

@@ -26,11 +26,14 @@ def _met(value: bool | None) -> str:
 
 
 def write_summary(folder: Path, order: list[str]) -> Path:
-    records = []
+    records, missing = [], []
     for name in order:
         path = folder / f"{name}.json"
-        if path.exists():
-            records.append(json.loads(path.read_text()))
+        record = json.loads(path.read_text()) if path.exists() else None
+        if isinstance(record, dict) and record.get("benchmark") == name and "machine" in record:
+            records.append(record)
+        else:
+            missing.append(name)  # not run by this suite yet (absent, or a file of an older format)
     lines = [
         "# Benchmark summary",
         "",
@@ -78,6 +81,8 @@ def write_summary(folder: Path, order: list[str]) -> Path:
                 notes.append(f"- **{name}, {s['figure']}**: {s['note']}")
         for finding in r.get("findings", []):
             notes.append(f"- **{name}**: {finding}")
+    if missing:
+        lines += ["", f"Not in this summary (not run by the suite into this folder yet): {', '.join(missing)}."]
     if notes:
         lines += ["", "## Notes", "", *notes]
     lines += ["", "## Runs", "", "| benchmark | seconds | load average start → end | when |", "|---|---|---|---|"]
