@@ -58,10 +58,10 @@ mcp: setup ## Run the MCP server simulator in the foreground (PORT=8785)
 sinks: setup ## Run the Slack, PagerDuty and SMTP stand-ins in the foreground (PORT=8790, SMTP_PORT=8025)
 	$(UV) run --frozen python -m apev_sinks --port $(or $(PORT),8790) --smtp-port $(or $(SMTP_PORT),8025)
 
-bench: setup ## Benchmarks on real Kafka + PostgreSQL/SQLite; figures appended to bench/results/*.json
+bench: setup ## Every benchmark against its baseline (ONLY=<name> for one, QUICK=1 small); bench/results/<name>.json + SUMMARY.md
 	@eval "$$(bash deploy/postgres.sh | grep '^APEV_TEST_PG_URL=')" && export APEV_TEST_PG_URL && \
-	  $(UV) run --frozen python bench/delivery_throughput.py --events $(or $(EVENTS),3000) \
-	    --rounds $(or $(ROUNDS),3) --db $(or $(DB),postgres sqlite)
+	  $(UV) run --frozen python -m apev_stack kafka jars >/dev/null && \
+	  $(UV) run --frozen python bench/run.py $(foreach n,$(ONLY),--only $(n)) $(if $(QUICK),--quick)
 
 faults: setup ## Fault suite, long variants too; report in bench/results/faults.json; non-zero if anything lost/duplicated
 	@eval "$$(bash deploy/postgres.sh | grep '^APEV_TEST_PG_URL=')" && export APEV_TEST_PG_URL && \
