@@ -1,5 +1,6 @@
 """The lineage page's drawing: a lineage API answer (`{"nodes": [...], "edges": [{"from", "to"}]}`) laid out in
-layers left to right by graph depth (the longest path from a node without inputs), as inline SVG (no script,
+layers left to right by graph depth (the longest path from a node without inputs; such a node itself just left
+of its nearest output), as inline SVG (no script,
 nothing fetched), plus the rows of its node and edge tables.
 
     layout(graph) -> View(nodes=[Placed...], edges=[(Placed, Placed)...], width, height)
@@ -63,7 +64,7 @@ def _label(kind: str, name: str, job: str | None) -> str:
         return _short(".".join(name.split(".")[-2:]))
     if kind == "job":
         return _short(name.rsplit(":", 1)[-1])
-    task = job.rsplit(":", 1)[-1] if job else "run"
+    task = job.rsplit(":", 1)[-1].rsplit(".", 1)[-1] if job else "run"
     return _short(f"{task} · {name[:8]}")
 
 
@@ -93,6 +94,10 @@ def _layers(ids: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
             waiting[nxt] -= 1
             if waiting[nxt] <= 0:
                 ready.append(nxt)
+    # a node without inputs (a job, an MCP entity) sits just left of its nearest output, not all in column 0
+    for i in ids:
+        if not preds[i] and succs[i]:
+            depth[i] = max(depth[i], min(depth[n] for n in succs[i]) - 1)
     return depth
 
 
