@@ -146,3 +146,22 @@ async def test_refusals_of_the_lineage_api_are_shown_on_the_page(stack: Stack, t
     assert admin.status_code == 200 and ("dataset", f"{naming.catalog_name(tenant)}.gold.monthly_kpis") in _rows(
         admin.text
     )
+
+
+def test_the_layout_layers_by_depth_and_still_draws_a_cycle() -> None:
+    from apev_monitor.console import lineage_view
+
+    def n(i: str, kind: str = "dataset") -> dict[str, str]:
+        return {"id": i, "kind": kind, "name": f"cat.s.{i}" if kind == "dataset" else i, "namespace": "ns"}
+
+    graph = {"nodes": [n("a"), n("r1", "run"), n("b"), n("j", "job"), n("r2", "run"), n("c")],
+             "edges": [{"from": x, "to": y} for x, y in
+                       [("a", "r1"), ("r1", "b"), ("j", "r1"), ("b", "r2"), ("r2", "c"), ("r2", "b")]]}  # fmt: skip
+    view = lineage_view.layout(graph)
+    layer = {p.id: p.layer for p in view.nodes}
+    assert layer["a"] == layer["j"] == 0 and layer["r1"] == 1 and layer["b"] == 2  # b <-> r2 is a cycle, broken
+    assert layer["r2"] == 3 and layer["c"] == 4 and len(view.edges) == 6
+    markup = str(lineage_view.svg(view, {"b"}, lambda p: f"/x?node={p.name}&<"))
+    assert markup.count("<a href=") == 6 and markup.count('class="edge"') == 6 and "&amp;&lt;" in markup
+    assert 'data-node="b" data-kind="dataset"' in markup and 'stroke-width="3"' in markup  # the centre outlined
+    assert "no nodes" in str(lineage_view.svg(lineage_view.layout({"nodes": [], "edges": []}), set(), str))
