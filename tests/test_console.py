@@ -293,6 +293,21 @@ def test_operator_signs_in_repairs_the_failed_run_and_sees_the_data_fresh(world:
     }
     assert any(k.startswith("bronze.") and v not in ("0", "?") for k, v in counts.items()), counts
     _shot(page, "tenants")
+
+    # a table's name links to its lineage: the graph of the runs and tables that built it (stored by the monitor)
+    silver = page.locator('a[data-lineage^="silver."]').first.get_attribute("data-lineage")
+    page.click(f'a[data-lineage="{silver}"]')
+    for _ in range(60):  # the repaired run's lineage events are consumed shortly after its run.finished
+        if page.locator("#lineage-nodes").count():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    rows = page.locator("#lineage-nodes tr[data-node]").all()
+    kinds = {r.get_attribute("data-kind") for r in rows}
+    assert {"dataset", "run", "job"} <= kinds, page.content()[:3000]
+    assert any(".bronze." in (r.get_attribute("data-name") or "") for r in rows)  # upstream of the silver table
+    assert page.locator("svg.lineage a[data-node]").count() == len(rows)
+    _shot(page, "lineage")
     page.context.close()
 
 
@@ -395,7 +410,7 @@ def test_a_service_that_is_down_shows_as_down_and_the_rest_renders(world: World,
     page.goto("/console/agents")
     down = page.locator('[data-part="serving"][data-down="true"]')
     assert down.count() == 1 and "serving is down" in down.inner_text()
-    assert page.locator("nav a").count() == 8  # the page around it rendered
+    assert page.locator("nav a").count() == 9  # the page around it rendered
     page.goto("/console/runs")
     assert page.locator(f'tr[data-run="{world.facts["run_id"]}"]').count() == 1  # the other services still answer
     print(f"\nconsole: stack up in {world.facts['stack_seconds']:.1f}s; screenshots in {SHOTS}")

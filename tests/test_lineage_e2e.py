@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
 import uuid
@@ -135,6 +136,12 @@ async def test_lineage_of_gold_monthly_kpis_after_an_ingestion_flow(
                 },
             } <= names, names
             assert sum(1 for kind, _ in names if kind == "run") >= 5  # four tasks' runs and the job's run
+            # the console's lineage page (the monitor serves it) lists exactly the nodes the API answered
+            async with httpx.AsyncClient(base_url=base, cookies={"apev_console": _token(TENANT)}, timeout=10) as ui:
+                page = await ui.get("/console/lineage", params={"node": "gold.monthly_kpis", "tenant": TENANT})
+            assert page.status_code == 200, page.text[:500]
+            table = page.text.split('id="lineage-nodes"', 1)[1].split("</table>", 1)[0]
+            assert set(re.findall(r'data-kind="(\w+)" data-name="([^"]+)"', table)) == names
             # downstream of the gold table: nothing of bronze; of the MCP entity: every table it reaches
             down = (await http.get("/api/v1/lineage", params={"node": "gold.monthly_kpis", "tenant": TENANT,
                                                                "direction": "downstream"})).json()  # fmt: skip

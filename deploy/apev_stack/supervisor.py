@@ -132,8 +132,9 @@ def plan(bootstrap: str, data: Path, ports: dict[str, int], topic_prefix: str = 
             env |= {"DATABRICKS_HOST": ws_url, "DATABRICKS_TOKEN": LOCAL_DATABRICKS_TOKEN}
         if name in ("ingest", "writeback"):  # the services that talk to the MCP server
             env |= {"MCP_BASE_URL": mcp_url, "MCP_API_KEY": LOCAL_MCP_KEY}
-        if name == "ingest":
+        if name == "ingest":  # erasure asks the monitor's lineage graph which tables lie downstream of a person
             env["INGEST_MCP_WEBHOOK_SECRET"] = LOCAL_MCP_WEBHOOK_SECRET
+            env["INGEST_MONITOR_URL"] = f"http://127.0.0.1:{ports['monitor']}"
         if name == "writeback":
             env["WRITEBACK_SLACK_SIGNING_SECRET"] = LOCAL_SLACK_SIGNING_SECRET
         if name == "monitor":  # the operator console reads the other services through their HTTP APIs

@@ -10,6 +10,7 @@ import structlog
 from starlette.applications import Starlette
 
 from apev_ingest import api, handlers
+from apev_ingest.lineage_client import MonitorLineage
 from apev_ingest.metrics import Metrics
 from apev_ingest.service import IngestService, Mcp
 from apev_ingest.settings import Settings
@@ -35,6 +36,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         workspace_url=settings.mcp_workspace_url or settings.mcp_base_url,
     )
     metrics = Metrics(runtime.registry)
+    lineage = MonitorLineage(
+        settings.monitor_url,
+        settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        timeout=settings.monitor_timeout_seconds,
+    )
     service = IngestService(
         runtime.db,
         runtime.databricks,
@@ -43,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         tenant_directory(settings.tenants_file),
         metrics,
         wake_relay=runtime.relay.wake,
+        lineage=lineage,
     )
     handlers.register(runtime.broker, service, settings.consumer_group)
     secret = settings.mcp_webhook_secret
@@ -70,8 +79,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             except Exception:
                 log.warning("credentials_check_failed", exc_info=True)
 
-    runtime.background.append(gauges)
-    runtime.background.append(credentials)
+    async def close_lineage(stop: asyncio.Event) -> None:
+        await stop.wait()
+        await lineage.aclose()
+
+    runtime.background += [gauges, credentials, close_lineage]
     runtime.publishes = handlers.PUBLISHES
     app = build_app(runtime, routes=api.routes(service, runtime.jwt, verifier))
     app.state.service = service

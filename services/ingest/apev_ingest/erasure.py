@@ -3,6 +3,12 @@ gold table that names them, and the landing files that contain them. The audit r
 keeps counts per table and the landing paths deleted, never the id; a follow-up query over the same tables and
 files must find nothing, or the request is retried.
 
+Which tables to touch: the catalog scan decides (below). The monitor's lineage graph, when the service has one
+(`INGEST_MONITOR_URL`), is asked which tables and landing paths lie downstream of the `employees` entity; the
+audit record keeps its answer (`lineage_tables`, and which of them the scan found no person column in), never
+refusing or deleting on it alone (it is a superset: aggregates without a person column are downstream too), and
+says in `lineage_note` when the graph was not available and the scan alone was used.
+
 Which tables name a person: a column `employee_id` (any case: bronze keeps MCP's upper case), or the pair
 `entity_type`/`entity_id` with `entity_type = 'employees'` (the agents' insights). Every statement is a
 DELETE with the id as a parameter marker, so a repeat deletes nothing more.
@@ -38,6 +44,7 @@ log = structlog.get_logger("apev.ingest")
 
 SOURCE = "apev/ingest"
 LAYERS = ("bronze", "silver", "gold")
+PERSON_ENTITY = "employees"  # the MCP entity a person's data comes from
 Target = tuple[str, str]  # (table full name, WHERE clause with the :employee_id marker)
 
 
@@ -71,6 +78,9 @@ class Erasure:
         counts: dict[str, int] = dict(row.counts) if row is not None else {}
         files: list[str] = list(row.files_deleted) if row is not None else []
         await tx.commit()
+        graph = await self.s.lineage.downstream_tables(tenant, PERSON_ENTITY)
+        await self._set(tx, event.id, lineage_tables=graph.tables, lineage_note=graph.note[:500])
+        await tx.commit()
         if warehouse is not None:  # else the tenant never had a catalog: nothing to erase
             wid = str(warehouse.detail["warehouse_id"])
             cat = naming.catalog_name(tenant)
@@ -97,7 +107,8 @@ class Erasure:
             remaining = {}
         await self._set(tx, event.id, state="verified", remaining=remaining, verified_at=_now())
         log.info("erasure_verified", request_id=event.id, tenant_id=tenant, tables=len(counts),
-                 rows=sum(counts.values()), files=len(files))  # fmt: skip
+                 rows=sum(counts.values()), files=len(files),
+                 lineage_tables=None if graph.tables is None else len(graph.tables))  # fmt: skip
 
     async def request(self, tenant_id: str, employee_id: str, requested_by: str | None) -> str:
         """An erasure asked for over HTTP: the audit record (state `requested`) and the event (which writeback
@@ -133,6 +144,12 @@ class Erasure:
             "counts": dict(row.counts),
             "files_deleted": list(row.files_deleted),
             "remaining": dict(row.remaining) if row.remaining is not None else None,
+            "lineage_tables": list(row.lineage_tables) if row.lineage_tables is not None else None,
+            # named by the lineage graph, no column naming a person (aggregates): nothing to delete there
+            "lineage_without_person": sorted(set(row.lineage_tables) - set(row.counts))
+            if row.lineage_tables is not None
+            else None,
+            "lineage_note": row.lineage_note,
             "created_at": row.created_at.isoformat(),
             "verified_at": row.verified_at.isoformat() if row.verified_at else None,
         }

@@ -26,6 +26,7 @@ from apev_contracts.envelope import CloudEvent, new_event
 from apev_contracts.ids import caused_event_id
 from apev_ingest import gateway as gw
 from apev_ingest import tables as t
+from apev_ingest.lineage_client import MonitorLineage
 from apev_ingest.metrics import Metrics
 from apev_ingest.settings import Settings
 from apev_ingest.tenants import Tenants
@@ -83,8 +84,10 @@ class IngestService:
         metrics: Metrics,
         *,
         wake_relay: Callable[[], None] = lambda: None,
+        lineage: MonitorLineage | None = None,
     ) -> None:
         self.db, self.databricks, self.mcp, self.settings = db, databricks, mcp, settings
+        self.lineage = lineage or MonitorLineage(None, None)  # the monitor's lineage graph (optional)
         self.tenants, self.metrics, self.wake_relay = tenants, metrics, wake_relay
         from apev_ingest.erasure import Erasure  # these call back into this service's steps
         from apev_ingest.lifecycle import Lifecycle

@@ -42,3 +42,9 @@ class Settings(ServiceSettings):
     """After a rotation the old key stays valid this long, so runs that read it before the rotation finish."""
     credential_check_seconds: float = 300.0
     """How often the credentials loop rotates what is due, revokes keys past their grace and resumes rotations."""
+    monitor_url: str | None = None
+    """The monitor (`INGEST_MONITOR_URL`) whose lineage graph (`GET /api/v1/lineage/downstream-tables`) names the
+    tables an erasure must touch, recorded beside what the catalog scan deleted; optional: unset or down, the
+    catalog scan alone is used and the audit record says so. Called with a service token (`APEV_JWT_SECRET`)."""
+    monitor_timeout_seconds: float = 5.0
+    """A monitor slower than this counts as down for the erasure's lineage question."""

@@ -85,6 +85,9 @@ erasures = Table(
     Column("counts", JSON, nullable=False),  # table -> rows deleted by this request
     Column("files_deleted", JSON, nullable=False),  # landing file paths deleted (paths carry no personal data)
     Column("remaining", JSON, nullable=True),  # the follow-up check: table -> rows left, "landing_files" -> files
+    # the tables the monitor's lineage graph names downstream of the person's entity (null: graph not available)
+    Column("lineage_tables", JSON, nullable=True),
+    Column("lineage_note", String(500), nullable=True),  # how the targets were found (lineage and scan, or scan only)
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("verified_at", DateTime(timezone=True), nullable=True),
 )

@@ -159,8 +159,19 @@ async def serve(settings: Settings) -> AsyncIterator[IngestService]:
 
 
 @pytest.fixture(scope="module")
+def ingest_overrides() -> dict[str, Any]:
+    """Settings a test module adds to its service (override this fixture in the module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 async def stack(
-    workspace: RunningWorkspace, mcp: RunningMcp, kafka_bootstrap: str, pg_url: str, tmp_path_factory: Any
+    workspace: RunningWorkspace,
+    mcp: RunningMcp,
+    kafka_bootstrap: str,
+    pg_url: str,
+    tmp_path_factory: Any,
+    ingest_overrides: dict[str, Any],
 ) -> AsyncIterator[Stack]:
     prefix = f"i{uuid.uuid4().hex[:8]}."
     await create_topics(kafka_bootstrap, [prefix + t for t in all_topics()], partitions=2)
@@ -187,6 +198,7 @@ async def stack(
         delivery=DeliverySettings(
             retry_attempts=4, retry_timeout_seconds=30, retry_initial_wait_seconds=0.05, retry_max_wait_seconds=0.5
         ),
+        **ingest_overrides,
     )  # type: ignore[call-arg]
     async with serve(settings) as service:
         s = Stack(workspace, mcp, kafka_bootstrap, prefix, settings, service, settings.public_url or "")

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from apev_contracts.topics import TOPICS, dlq_topic
-from apev_monitor.console import charts
+from apev_monitor.console import charts, lineage_view
 from apev_monitor.console.clients import Answer, ServiceClients
 from apev_monitor.console.session import COOKIE, Session, resolve, signed
 from apev_monitor.dlq import DlqOffsets
@@ -50,9 +50,11 @@ NAV = [
     ("approvals", "Approvals", False),
     ("alerts", "Alerts", False),
     ("cost", "Cost", False),
+    ("lineage", "Lineage", False),
     ("dlq", "Dead letters", True),
 ]
 RUN_RESULTS = ["success", "failure", "timeout", "canceled", "skipped", "active"]
+LINEAGE_DIRECTIONS = ["both", "upstream", "downstream"]
 RUN_KINDS = ["ingest", "agent-deploy", "agent-insights", "adhoc"]
 
 Loader = Callable[[Request, Session], Awaitable[dict[str, Any]]]
@@ -127,12 +129,13 @@ class Console:
                     log.exception("console_page_failed", page=name)
                     why = f"the {name} page failed: {type(exc).__name__}: {exc}"[:500]
                     return self.render("forbidden.html", 500, why=why, nav=[], s=None, title="Error")
+                status = int(ctx.pop("status", 200))  # a page about something unknown answers 404
                 ctx |= self.common(request, s, name)
                 ctx["took_ms"] = round((time.monotonic() - started) * 1000)
                 if request.query_params.get("fragment"):
-                    return self.render(f"_{name}.html", **ctx)
+                    return self.render(f"_{name}.html", status, **ctx)
                 own = (HERE / "templates" / f"{name}.html").exists()
-                return self.render(f"{name}.html" if own else "page.html", **ctx)
+                return self.render(f"{name}.html" if own else "page.html", status, **ctx)
 
         return endpoint
 
@@ -465,6 +468,41 @@ class Console:
         return {"dollars_chart": dollars, "dbus_chart": dbus, "skus": skus, "budget": budget, "over": over,
                 "errors": errors, "days": [mine[d] for d in sorted(mine)], "tenants": tenants}  # fmt: skip
 
+    # ------------------------------------------------------------------ lineage
+
+    async def lineage_data(self, request: Request, s: Session) -> dict[str, Any]:
+        """The monitor's own lineage API, in process: the graph around `node`, drawn and tabled; the API's
+        refusals (404 unknown node, 403 another tenant or a role that may not read it) shown as they came."""
+        q = request.query_params
+        node = (q.get("node") or "").strip()
+        direction = q.get("direction") or "both"
+        ctx: dict[str, Any] = {"node": node, "direction": direction, "directions": LINEAGE_DIRECTIONS,
+                               "answer": None, "view": None, "graph_svg": None, "by_id": {},
+                               "tenants": await self.visible_tenants(s)}  # fmt: skip
+        if not node:
+            return ctx
+        got = await self.api(s, "monitor", "GET", "/api/v1/lineage",
+                             params={"node": node, "tenant": s.tenant, "direction": direction})  # fmt: skip
+        ctx["answer"] = got
+        if not got.ok:
+            if got.status in (400, 403, 404):
+                ctx["status"] = got.status
+            return ctx
+        view = lineage_view.layout(got.body)
+        centre = {p.id for p in view.nodes if node in (p.id, p.name)} or {
+            p.id for p in view.nodes if p.kind == "dataset" and (p.name.endswith("." + node) or
+                                                                 p.name.rstrip("/").endswith("/" + node))
+        }  # fmt: skip
+        ctx |= {
+            "view": view,
+            "centre": centre,
+            "by_id": {p.id: p for p in view.nodes},
+            "graph_svg": lineage_view.svg(
+                view, centre, lambda p: self.url("lineage", s, node=p.name, direction=direction)
+            ),
+        }
+        return ctx
+
     # ------------------------------------------------------------------ dead letters
 
     async def dlq_data(self, request: Request, s: Session) -> dict[str, Any]:
@@ -546,6 +584,7 @@ class Console:
             Route(f"{PREFIX}/silences", self.action(self.silence), methods=["POST"]),
             Route(f"{PREFIX}/silences/{{silence_id:str}}/expire", self.action(self.expire), methods=["POST"]),
             Route(f"{PREFIX}/cost", self.page("cost", self.cost_data), methods=["GET"]),
+            Route(f"{PREFIX}/lineage", self.page("lineage", self.lineage_data), methods=["GET"]),
             Route(f"{PREFIX}/dlq", self.page("dlq", self.dlq_data, admin=True), methods=["GET"]),
             Route(f"{PREFIX}/dlq/replay", self.dlq_replay, methods=["POST"]),
             Mount(f"{PREFIX}/static", app=StaticFiles(directory=HERE / "static"), name="console-static"),
