@@ -1,5 +1,6 @@
 -- requires: payroll_runs, employees
--- Payroll per location and month (by pay date) from ADP, with the location's active head count.
+-- Payroll per location and month (by pay date) from ADP, with the location's active head count and its largest
+-- payroll run of the month (the record an insight about the month's payroll points at).
 -- No salary, SSN or date of birth: only aggregates of payroll runs and a count of employees.
 CREATE OR REPLACE TABLE gold.payroll_summary
 COMMENT 'Monthly payroll per location (from silver.payroll_runs and silver.employees)'
@@ -10,7 +11,8 @@ AS WITH runs AS (
     count(*) AS payroll_runs,
     sum(gross_pay) AS gross_pay,
     sum(net_pay) AS net_pay,
-    sum(taxes_withheld) AS taxes_withheld
+    sum(taxes_withheld) AS taxes_withheld,
+    max_by(payroll_run_id, gross_pay) AS largest_run_id
   FROM silver.payroll_runs
   GROUP BY 1, 2
 ), staff AS (
@@ -27,6 +29,7 @@ SELECT
   CAST(r.net_pay AS DECIMAL(18,2)) AS net_pay,
   CAST(r.taxes_withheld AS DECIMAL(18,2)) AS taxes_withheld,
   CAST(coalesce(s.active_employees, 0) AS BIGINT) AS active_employees,
+  r.largest_run_id,
   current_timestamp() AS _built_at
 FROM runs AS r
 LEFT JOIN staff AS s ON s.practice_location = r.practice_location;
