@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import httpx
 import structlog
@@ -287,6 +288,25 @@ class BodyLimit:
         await response({"type": "http"}, _no_body, send)
 
 
+class NulGuard:
+    """400 for a NUL character (`%00`) in the path or query string: no text column or header can hold U+0000
+    (PostgreSQL refuses it), so such a value is the caller's mistake, never a server error (schemathesis found one)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"\x00" in unquote_to_bytes(scope.get("query_string", b""))
+        ):
+            response = JSONResponse(
+                {"error": "bad_request", "detail": "a NUL character (%00) in the path or query string"}, status_code=400
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -333,7 +353,7 @@ def build_app(runtime: Runtime, *, routes: Sequence[BaseRoute] = (), max_body_by
     app = Starlette(
         routes=[*health_routes(runtime), *routes],
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimit, max_bytes=max_body_bytes)],
+        middleware=[Middleware(NulGuard), Middleware(BodyLimit, max_bytes=max_body_bytes)],
     )
     app.state.runtime = runtime
     return app
