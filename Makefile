@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export UV_PYTHON_DOWNLOADS := never
+# Byte-code caches: every service, stand-in, task and CLI call is a new Python process. Without .pyc files (an
+# environment with PYTHONDONTWRITEBYTECODE set) each one compiled databricks-sdk and the rest from source: 6-8 s
+# to import a service instead of ~2.7 s. `setup` compiles the locked packages; our own modules cache at first use.
+unexport PYTHONDONTWRITEBYTECODE
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_serving apev_writeback apev_monitor \
@@ -12,9 +16,9 @@ PACKAGES := apev_contracts apev_runtime apev_stack apev_ingest apev_jobs apev_se
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-setup: ## Install uv (pip), Java 17+ and Maven (apt) if missing; sync the locked workspace into .venv
+setup: ## Install uv (pip), Java 17+ and Maven (apt) if missing; sync the locked workspace into .venv (byte-compiled)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { echo "setup: installing uv with pip"; python3 -m pip install -q uv || python3 -m pip install -q --user --break-system-packages uv; }
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --compile-bytecode --quiet
 	@bash deploy/prereqs.sh
 	@echo "setup: .venv is in sync with uv.lock; Java 17+ and Maven present"
 

@@ -36,8 +36,27 @@ SERVICES = {
 }
 
 
+@pytest.fixture(scope="module")
+def lifecycles(kafka_bootstrap: str, pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The five lifecycles run side by side (each on its own topics, schema and port; most of a lifecycle is
+    waiting: start-up, the group join, shutdown): each service's outcome, None or what it raised."""
+
+    async def every() -> list[BaseException | None]:
+        return await asyncio.gather(
+            *(_lifecycle(s, kafka_bootstrap, pg_url, tmp_path_factory.mktemp(s)) for s in sorted(SERVICES)),
+            return_exceptions=True,
+        )
+
+    return dict(zip(sorted(SERVICES), asyncio.run(every()), strict=True))
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
-async def test_skeleton_lifecycle(service: str, kafka_bootstrap: str, pg_url: str, tmp_path: Path) -> None:
+def test_skeleton_lifecycle(service: str, lifecycles: dict[str, Any]) -> None:
+    if isinstance(lifecycles[service], BaseException):
+        raise lifecycles[service]
+
+
+async def _lifecycle(service: str, kafka_bootstrap: str, pg_url: str, tmp_path: Path) -> None:
     prefix = f"s{uuid.uuid4().hex[:8]}."
     await create_topics(kafka_bootstrap, [prefix + t for t in all_topics()], partitions=2)
     port, schema, env_prefix = free_port(), f"{prefix.rstrip('.')}_{service}", service.upper()

@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import make_url
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -283,3 +285,10 @@ def restore(
             shutil.copytree(Path(tmp) / "workspace", workspace_data)
         done["workspace"] = {"restored": str(workspace_data)}
     return done
+
+
+def make_url(url: str) -> URL:
+    """SQLAlchemy's URL parser, imported on first use (it costs every `apev` command ~0.4 s to import)."""
+    from sqlalchemy.engine import make_url as parse
+
+    return parse(url)

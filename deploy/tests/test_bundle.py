@@ -39,10 +39,15 @@ def _as_builder_path(bundle_value: str) -> str:
     return bundle_value.replace("./pipeline", DEFAULT_ROOT).replace(UPLOADED, DEFAULT_ROOT)
 
 
+def _files(root: Path) -> list[Path]:
+    """The bundle's files; byte-code caches (written when something imports the example's modules) are not."""
+    return [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+
+
 def test_the_committed_bundle_is_what_the_generator_writes(tmp_path: Path) -> None:
     write_bundle(EXAMPLE, tmp_path)
-    fresh = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    committed = {p.relative_to(BUNDLE): p.read_bytes() for p in BUNDLE.rglob("*") if p.is_file()}
+    fresh = {p.relative_to(tmp_path): p.read_bytes() for p in _files(tmp_path)}
+    committed = {p.relative_to(BUNDLE): p.read_bytes() for p in _files(BUNDLE)}
     assert sorted(fresh) == sorted(committed)
     stale = [str(p) for p in fresh if fresh[p] != committed[p]]
     assert not stale, f"regenerate the bundle (deploy/databricks/README.md): {stale}"
@@ -90,5 +95,5 @@ def test_the_bundle_holds_every_task_file_of_the_builder() -> None:
     for path, content in files.items():
         local = BUNDLE / "pipeline" / path.removeprefix(DEFAULT_ROOT + "/")
         assert local.read_text() == content, f"{local} differs from the builder's {path}"
-    on_disk = {p for p in (BUNDLE / "pipeline").rglob("*") if p.is_file()}
+    on_disk = set(_files(BUNDLE / "pipeline"))
     assert len(on_disk) == len(files)

@@ -42,6 +42,10 @@ from apev_runtime.settings import ServiceSettings
 # aiokafka's default poll interval; delivery's retry budget stays far below it (see DeliverySettings).
 MAX_POLL_INTERVAL_MS = 300_000
 FETCH_MAX_WAIT_MS = 100
+# A member learns that the group is rebalancing from its next heartbeat's answer, and the coordinator waits
+# for every member to rejoin: at Kafka's 3 s a service whose six subscribers share one group joined them one
+# rebalance (~3 s) after another. Half a second costs two small requests a second per consumer.
+HEARTBEAT_INTERVAL_MS = 500
 
 
 class ApevBroker(KafkaBroker):
@@ -207,7 +211,7 @@ def subscriber(
     # rejoins under its old name and gets them back without a rebalance (one consumer per subscriber, so the
     # name carries the group and topics: unique within a group).
     kwargs.setdefault("session_timeout_ms", broker.session_timeout_ms)
-    kwargs.setdefault("heartbeat_interval_ms", broker.session_timeout_ms // 3)
+    kwargs.setdefault("heartbeat_interval_ms", min(HEARTBEAT_INTERVAL_MS, broker.session_timeout_ms // 3))
     if broker.group_instance_id:
         kwargs.setdefault("group_instance_id", static_member_name(broker.group_instance_id, group_id, topics))
     settings = broker.delivery.settings

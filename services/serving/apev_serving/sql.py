@@ -1,7 +1,8 @@
 """Tenant SQL: the guard, the tenant reader principal, limits, paging and the result cache.
 
-    query(tenant, request)      guard (sqlglot) -> cache -> Statement Execution as `tenant_<t>_reader`
-                                (parameters bound as `:name`), limits (rows, bytes, timeout), first page + cursor
+    query(tenant, request)      guard (sqlglot; verdicts remembered) -> cache -> Statement Execution as
+                                `tenant_<t>_reader` (parameters bound as `:name`), limits (rows, bytes, timeout),
+                                first page + cursor
     page(tenant, cursor)        the next page of a cached result
     on_run_finished(event)      a successful ingest (or insights) run of a tenant: drop its cached results
 
@@ -32,7 +33,7 @@ from apev_contracts import RunFinished, naming
 from apev_contracts.envelope import CloudEvent
 from apev_serving.gateway import Gateway, StatementRequest, StatementTimeout
 from apev_serving.settings import Settings
-from apev_serving.sqlguard import PARAMETER_NAME, Refusal, check, check_schema
+from apev_serving.sqlguard import PARAMETER_NAME, Refusal, check_memo, check_schema
 
 log = structlog.get_logger("apev.serving.sql")
 
@@ -234,7 +235,7 @@ class SqlQueries:
             if p.name in params:
                 raise Refusal(400, "invalid_parameter", p.name, "given twice")
             params[p.name] = (p.name, p.value, p.type)
-        checked = check(req.statement, catalog=catalog, parameters=params)
+        checked = check_memo(req.statement, catalog=catalog, parameters=params)
         return checked, [params[n] for n in sorted(params)]
 
     def _within_limits(self, rows: list[list[str | None]], truncated: bool) -> None:

@@ -59,16 +59,16 @@ def register(w: WorkspaceClient, model: str, source: str, mlflow_run_id: str) ->
 def load(w: WorkspaceClient, source: str, config: str) -> ModuleType:
     with w.workspace.download(source) as f:
         code = f.read()
-    folder = tempfile.mkdtemp(prefix="agent-smoke-")
-    path = os.path.join(folder, "model.py")
-    with open(path, "wb") as out:
-        out.write(code)
     os.environ["APEV_AGENT_CONFIG"] = config
-    spec = importlib.util.spec_from_file_location("agent_model", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["agent_model"] = module
-    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory(prefix="agent-smoke-") as folder:
+        path = os.path.join(folder, "model.py")
+        with open(path, "wb") as out:
+            out.write(code)
+        spec = importlib.util.spec_from_file_location("agent_model", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["agent_model"] = module
+        spec.loader.exec_module(module)
     return module
 
 

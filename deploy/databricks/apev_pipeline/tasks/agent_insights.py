@@ -55,14 +55,16 @@ def newest_source(w: WorkspaceClient, model: str) -> str:
 def load(w: WorkspaceClient, source: str) -> object:
     with w.workspace.download(source) as f:
         code = f.read()
-    path = os.path.join(tempfile.mkdtemp(prefix="agent-insights-"), "model.py")
-    with open(path, "wb") as out:
-        out.write(code)
-    spec = importlib.util.spec_from_file_location("agent_model", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["agent_model"] = module
-    spec.loader.exec_module(module)
+    # the file only has to exist while the module is compiled; the folder goes with it (it used to stay in /tmp)
+    with tempfile.TemporaryDirectory(prefix="agent-insights-") as folder:
+        path = os.path.join(folder, "model.py")
+        with open(path, "wb") as out:
+            out.write(code)
+        spec = importlib.util.spec_from_file_location("agent_model", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["agent_model"] = module
+        spec.loader.exec_module(module)
     return module
 
 
