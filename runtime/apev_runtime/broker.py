@@ -213,7 +213,10 @@ def subscriber(
     kwargs.setdefault("session_timeout_ms", broker.session_timeout_ms)
     kwargs.setdefault("heartbeat_interval_ms", min(HEARTBEAT_INTERVAL_MS, broker.session_timeout_ms // 3))
     if broker.group_instance_id:
-        kwargs.setdefault("group_instance_id", static_member_name(broker.group_instance_id, group_id, topics))
+        kwargs.setdefault(
+            "group_instance_id",
+            static_member_name(broker.group_instance_id, group_id, [broker.topic_prefix + t for t in topics]),
+        )
     settings = broker.delivery.settings
     max_records = batch_size or (settings.outside_calls_batch_size if outside_calls else settings.batch_size)
     holder: list[BatchSubscriber] = []
@@ -252,7 +255,12 @@ def subscriber(
 
 
 def static_member_name(instance: str, group_id: str, topics: Sequence[str]) -> str:
-    """`group.instance.id` of one subscriber's consumer: stable across restarts of the replica `instance`."""
+    """`group.instance.id` of one subscriber's consumer: stable across restarts of the replica `instance`.
+
+    `topics` as subscribed (with the topic prefix): a group's coordinator hands a static member that rejoins
+    within its session the assignment it had, so a name shared by two stacks on one broker (same group, other
+    prefix) got the other stack's partitions ("Received an assignment for unsubscribed topic", the consumer dead
+    at start-up)."""
     return f"{instance}:{group_id}:{'+'.join(topics)}"
 
 
