@@ -32,7 +32,7 @@ def _finding(profile: dict[str, Any]) -> str:
 
 async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
     args = argparse.Namespace(
-        events=300 if quick else 3000,
+        events=300 if quick else 10_000,
         tenants=20,
         rounds=1 if quick else 3,
         db=["postgres"] if quick else ["postgres", "sqlite"],

@@ -50,6 +50,10 @@ class _TenantMismatch(ValueError):
 
 AttributeText = Annotated[str, Field(min_length=1, max_length=256)]
 
+# What `json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)` builds on every call, built
+# once: the same bytes (content hashes stored in inboxes must not change), without the per-call constructor.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 class CloudEvent(BaseModel, Generic[DataT]):
     """One event. `CloudEvent[RunFinished]` is what a handler receives; build one with `new_event`."""
@@ -84,17 +88,14 @@ class CloudEvent(BaseModel, Generic[DataT]):
     def content_hash(self) -> str:
         """sha256 (hex) of the canonical JSON of type, source, subject, tenantid and data: equal for a redelivery,
         different when the same id arrives with other content. Not id, time or tracing."""
-        canonical = json.dumps(
+        canonical = _CANONICAL_JSON.encode(
             {
                 "type": self.type,
                 "source": self.source,
                 "subject": self.subject,
                 "tenantid": self.tenantid,
                 "data": to_jsonable_python(self.data),
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
+            }
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -253,8 +254,12 @@ def event_class(model: type[BaseModel] | None) -> type[CloudEvent[Any]]:
 
 def traceparent_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
     """The W3C `traceparent` header when present and well-formed (an invalid one is ignored, as W3C asks)."""
-    value = _headers(headers).get(HEADER_TRACEPARENT)
-    return value if value is not None and _TRACEPARENT.fullmatch(value) else None
+    for name, raw in headers or ():  # the first one with a value, as `_headers` reads them (no dict built)
+        if raw is None or name.lower() != HEADER_TRACEPARENT:
+            continue
+        value = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
+        return value if _TRACEPARENT.fullmatch(value) else None
+    return None
 
 
 def _headers(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:

@@ -301,6 +301,30 @@ def test_content_hash_survives_the_wire_and_covers_unknown_fields() -> None:
     assert decode(raw(with_extra)).content_hash() != decode(raw(value)).content_hash()
 
 
+def test_content_hash_is_the_sha256_of_the_canonical_json_inboxes_store() -> None:
+    """Inboxes keep the hashes of events processed by earlier releases: the formula may never drift."""
+    import hashlib
+
+    from pydantic_core import to_jsonable_python
+
+    for payload in example_payloads().values():
+        tenant = getattr(payload, "tenant_id", TENANT)
+        event = new_event(payload, tenant_id=tenant, source="/apev/é", subject="s/ü")
+        canonical = json.dumps(
+            {
+                "type": event.type,
+                "source": event.source,
+                "subject": event.subject,
+                "tenantid": event.tenantid,
+                "data": to_jsonable_python(event.data),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        assert event.content_hash() == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def test_envelope_is_immutable() -> None:
     event = run_event()
     with pytest.raises(ValidationError):

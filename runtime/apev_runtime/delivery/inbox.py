@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import delete, select, text
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apev_runtime.db.tables import inbox
@@ -31,35 +30,39 @@ class InboxEntry:
     partition: int
     offset: int
 
-    def row(self, now: datetime) -> dict[str, Any]:
-        return {
-            "consumer": self.consumer,
-            "event_id": self.event_id,
-            "payload_hash": self.payload_hash,
-            "event_type": self.event_type,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "processed_at": now,
-        }
-
 
 # PostgreSQL: one statement with one array parameter per column, whatever the batch size (asyncpg encodes
-# arrays natively; SQLAlchemy's multi-row VALUES costs ~25 µs of Python per row). Unqualified table: a
-# service's engine sets `search_path` to its schema.
+# arrays natively; SQLAlchemy's multi-row VALUES costs ~25 µs of Python per row), and one row back: the
+# inserted ids as one array (asyncpg decodes it natively; a RETURNING row per id costs SQLAlchemy's result
+# processing per row). Unqualified table: a service's engine sets `search_path` to its schema.
 _PG_CLAIM = text(
     """
+    WITH inserted AS (
+        INSERT INTO apev_inbox
+            (consumer, event_id, payload_hash, event_type, topic, "partition", "offset", processed_at)
+        SELECT :consumer, e.event_id, e.payload_hash, e.event_type, e.topic, e.part, e.off, :now
+        FROM unnest(
+            CAST(:event_ids AS text[]), CAST(:hashes AS text[]), CAST(:types AS text[]), CAST(:topics AS text[]),
+            CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])
+        ) AS e(event_id, payload_hash, event_type, topic, part, off)
+        ON CONFLICT DO NOTHING
+        RETURNING event_id
+    )
+    SELECT array_agg(event_id) FROM inserted
+    """
+)
+# SQLite: the same with one JSON parameter holding the rows (`json_each`); `WHERE true` keeps `ON CONFLICT` from
+# being read as a join constraint. `now` is bound with the column's type, so it is stored as SQLAlchemy stores it.
+_SQLITE_CLAIM = text(
+    """
     INSERT INTO apev_inbox (consumer, event_id, payload_hash, event_type, topic, "partition", "offset", processed_at)
-    SELECT :consumer, e.event_id, e.payload_hash, e.event_type, e.topic, e.part, e.off, :now
-    FROM unnest(
-        CAST(:event_ids AS text[]), CAST(:hashes AS text[]), CAST(:types AS text[]), CAST(:topics AS text[]),
-        CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])
-    ) AS e(event_id, payload_hash, event_type, topic, part, off)
+    SELECT :consumer, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), json_extract(e.value, '$[2]'),
+        json_extract(e.value, '$[3]'), json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'), :now
+    FROM json_each(:rows) AS e WHERE true
     ON CONFLICT DO NOTHING
     RETURNING event_id
     """
-)
-_SQLITE_CLAIM = sqlite.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+).bindparams(bindparam("now", type_=inbox.c.processed_at.type))
 
 
 async def _insert_new(conn: AsyncConnection, entries: Sequence[InboxEntry], now: datetime) -> set[str]:
@@ -74,8 +77,11 @@ async def _insert_new(conn: AsyncConnection, entries: Sequence[InboxEntry], now:
             "partitions": [e.partition for e in entries],
             "offsets": [e.offset for e in entries],
         }
-        return set((await conn.execute(_PG_CLAIM, params)).scalars())
-    return set((await conn.execute(_SQLITE_CLAIM, [e.row(now) for e in entries])).scalars())
+        return set((await conn.execute(_PG_CLAIM, params)).scalar_one() or ())
+    rows = json.dumps([[e.event_id, e.payload_hash, e.event_type, e.topic, e.partition, e.offset] for e in entries])
+    return set(
+        (await conn.execute(_SQLITE_CLAIM, {"consumer": entries[0].consumer, "now": now, "rows": rows})).scalars()
+    )
 
 
 async def claim_many(conn: AsyncConnection, entries: Sequence[InboxEntry]) -> dict[str, Claim]:
