@@ -1,13 +1,16 @@
 """Schemathesis against the services' HTTP APIs, running as processes on the suite's Kafka and PostgreSQL: no
-generated request gets a 5xx. Jobs publishes its own OpenAPI document (`/openapi.json`); monitor and
-write-back have none, so theirs is derived here from their route table (every path and method, path
-parameters as strings, the query parameters they read, JSON bodies as any object). Authorised as an admin of
-a tenant; a bounded number of examples per operation (short: 15, in `make test`; long: 150).
+generated request gets a 5xx. Jobs publishes its own OpenAPI document (`/openapi.json`); monitor, write-back,
+ingest and serving have none, so theirs is derived here from their route table (every path and method, path
+parameters as strings, the query parameters they read; JSON bodies as the pydantic model the route parses where
+it has one, so generated bodies get past validation into the service, else any object). Authorised as an admin
+of a tenant; a bounded number of examples per operation (short: 15, in `make test`; long: 150). Serving's tenant
+has a catalog, a reader principal and gold tables (what `Serving.prepare` lays out), so accepted SQL runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections import Counter
@@ -20,11 +23,14 @@ import pytest
 import schemathesis
 from faults_report import Report
 from hypothesis import HealthCheck, given, settings
-from service_procs import JWT_SECRET, TENANT, Jobs, Monitor, Stand, Target, Writeback
+from pydantic import BaseModel
+from service_procs import JWT_SECRET, TENANT, Ingest, Jobs, Monitor, Serving, Stand, Target, Writeback
 from starlette.routing import Route
 
+from apev_ingest import api as ingest_api
 from apev_monitor import api as monitor_api
 from apev_runtime.auth import mint_token
+from apev_serving import api as serving_api
 from apev_workspace.testing import running_workspace
 from apev_writeback import api as writeback_api
 from apev_writeback.settings import Settings as WritebackSettings
@@ -40,7 +46,36 @@ class _Routes:
 
 
 # The query parameters the routes read (`request.query_params.get(...)` in their api modules).
-QUERY = {"monitor": ["state", "rule", "from", "to"], "writeback": ["state", "limit"]}
+QUERY = {
+    "monitor": ["state", "rule", "from", "to"],
+    "writeback": ["state", "limit"],
+    "ingest": ["tenant", "limit", "cursor"],
+    "serving": [],
+}
+# The body models the routes parse (path template, method) -> model; other bodies are any JSON object.
+BODIES: dict[str, dict[tuple[str, str], type[BaseModel]]] = {
+    "ingest": {
+        ("/api/v1/databricks/catalogs", "POST"): ingest_api.CatalogBody,
+        ("/api/v1/databricks/catalogs/{name}/schemas", "POST"): ingest_api.CatalogBody,
+        ("/api/v1/erasures", "POST"): ingest_api.ErasureBody,
+        ("/api/v1/credentials/rotations", "POST"): ingest_api.RotationBody,
+        ("/api/v1/tenants/{tenant}/offboarding", "POST"): ingest_api.OffboardingBody,
+    },
+    "serving": {
+        ("/api/v1/databricks/sql/query", "POST"): serving_api.SqlQueryRequest,
+        ("/api/v1/agents", "POST"): serving_api.AgentRequest,
+        ("/api/v1/agents/{agent_id}/versions", "POST"): serving_api.VersionRequest,
+        ("/api/v1/agents/{agent_id}/invoke", "POST"): serving_api.InvokeRequest,
+        ("/api/v1/databricks/serving-endpoints", "POST"): serving_api.EndpointRequest,
+    },
+}
+
+
+def _body_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """The model's JSON schema (by alias) with its `$defs` moved to the document's components."""
+    schema = json.loads(json.dumps(model.model_json_schema(by_alias=True)).replace("#/$defs/", "#/components/schemas/"))
+    components.update(schema.pop("$defs", {}))
+    return dict(schema)
 
 
 def derived_openapi(name: str) -> dict[str, Any]:
@@ -49,8 +84,11 @@ def derived_openapi(name: str) -> dict[str, Any]:
     table = {
         "monitor": lambda: monitor_api.routes(stub, None),
         "writeback": lambda: writeback_api.routes(stub, WritebackSettings(), None),
+        "ingest": lambda: ingest_api.routes(stub, None, None),
+        "serving": lambda: serving_api.routes(stub, stub, None),
     }[name]()
     paths: dict[str, Any] = {}
+    components: dict[str, Any] = {}
     for route in table:
         if not isinstance(route, Route):
             continue
@@ -64,9 +102,15 @@ def derived_openapi(name: str) -> dict[str, Any]:
             parameters = params + (query if method == "GET" else [])
             op: dict[str, Any] = {"parameters": parameters, "responses": {"default": {"description": "any"}}}
             if method in ("POST", "PUT", "PATCH"):
-                op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+                model = BODIES.get(name, {}).get((path, method))
+                body = _body_schema(model, components) if model is not None else {"type": "object"}
+                op["requestBody"] = {"content": {"application/json": {"schema": body}}}
             paths.setdefault(path, {})[method.lower()] = op
-    return {"openapi": "3.1.0", "info": {"title": f"{name} (derived from its routes)", "version": "1"}, "paths": paths}
+    title = f"{name} (derived from its routes)"
+    return {
+        "openapi": "3.1.0", "info": {"title": title, "version": "1"}, "paths": paths,
+        "components": {"schemas": components},
+    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +190,13 @@ async def _fuzz_service(stand: Stand, target: Target, report: Report, examples: 
     assert not errors, errors[:5]
 
 
-SERVICES = {"jobs": Jobs, "monitor": Monitor, "writeback": Writeback}
+SERVICES: dict[str, Any] = {
+    "jobs": Jobs,
+    "monitor": Monitor,
+    "writeback": Writeback,
+    "ingest": lambda: Ingest(base=TENANT),  # the token's tenant: its MCP tenant in the tenants file
+    "serving": lambda: Serving(size=3, base=TENANT),  # the token's tenant: catalog, reader, gold tables, agents
+}
 
 
 @pytest.mark.faults
