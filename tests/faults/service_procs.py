@@ -158,14 +158,14 @@ class Stand:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
         await consumer.start()
         try:
-            await consumer.topics()  # fresh metadata
+            assert self.producer is not None
             name = self.prefix + topic
-            parts = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+            parts = [TopicPartition(name, p) for p in sorted(await self.producer.partitions_for(name))]
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             ends = await consumer.end_offsets(parts)
             out: list[CloudEvent[Any]] = []
-            while any(await consumer.position(p) < ends[p] for p in parts):
+            while [p for p in parts if await consumer.position(p) < ends[p]]:
                 batch = await consumer.getmany(*parts, timeout_ms=500)
                 for records in batch.values():
                     for r in records:
