@@ -487,6 +487,48 @@ async def test_serving_no_tenant_reads_anothers_sql_or_agents(serving: Running, 
     assert seen["refused"] > 0, seen  # the property reached the guard
 
 
+# ================================================================ the targets' counting, on the same processes
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(600)
+async def test_ingest_and_serving_targets_count_each_effect_once(
+    running: dict[str, Running], stand: Stand, report: Report
+) -> None:
+    """What the kill and storm scenarios rely on: `Ingest` and `Serving` count each event's effect once where it
+    lands (the first run's `job.requested`, with MCP's integration; the `insight.created`), and `progress` follows.
+    Ingest: 4 more data sources beside the 4 provisioned; serving: the insights runs of its 4 agents."""
+    started = time.monotonic()
+    ingest, serving = running["ingest"].target, running["serving"].target
+    ingest_keys = [ds for ds, _ in (ingest.event(stand, i) for i in range(4))]
+    for i in range(4, 8):
+        ds, event = ingest.event(stand, i)
+        ingest_keys.append(ds)
+        await stand.send(event)
+    serving_keys = []
+    for i in range(serving.size):
+        key, event = serving.event(stand, i)
+        serving_keys.append(key)
+        await stand.send(event)
+    assert stand.producer is not None
+    await stand.producer.flush()
+
+    async def done() -> bool:
+        return await ingest.progress(stand) >= 8 and await serving.progress(stand) >= serving.size
+
+    await until(done, timeout=180, what="8 data sources provisioned and 4 insights recorded")
+    await asyncio.sleep(1)  # a second effect would land now
+    counts = {"ingest": await ingest.effects(stand), "serving": await serving.effects(stand)}
+    keys = {"ingest": ingest_keys, "serving": serving_keys}
+    for name in ("ingest", "serving"):
+        lost = [k for k in keys[name] if counts[name].get(k, 0) == 0]
+        duplicated = sum(n - 1 for n in counts[name].values() if n > 1)
+        report.record(f"target_counts_{name}", tried=len(keys[name]), lost=len(lost), duplicated=duplicated,
+                      seconds=time.monotonic() - started)  # fmt: skip
+        assert (lost, duplicated) == ([], 0), (name, lost, counts[name])
+        assert set(counts[name]) == set(keys[name]), (name, counts[name])
+
+
 # ================================================================ schemathesis on the same processes
 
 
