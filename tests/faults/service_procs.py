@@ -615,8 +615,7 @@ class JobRuns(Jobs):
 
     def event(self, stand: Stand, i: int) -> tuple[str, CloudEvent[Any]]:
         name, event = super().event(stand, i)
-        payload = event.data.model_copy(update={"action": {"type": "run"}})
-        payload = JobRequested.model_validate(payload.model_dump())
+        payload = JobRequested.model_validate({**event.data.model_dump(), "action": {"type": "run"}})
         return name, new_event(payload, tenant_id=self.tenant, source="tests/faults")
 
     async def effects(self, stand: Stand) -> Counter[str]:
