@@ -18,6 +18,7 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from pydantic import BaseModel
+from schemathesis.core.result import Ok
 from service_procs import JWT_SECRET, TENANT
 from starlette.routing import Route
 
@@ -114,6 +115,8 @@ def fuzz(
     statuses: Counter[int] = Counter()
     errors: list[str] = []
     for result in schema.get_all_operations():
+        if not isinstance(result, Ok):
+            raise AssertionError(f"the document has an operation schemathesis cannot read: {result}")
         operation = result.ok()
 
         @settings(

@@ -203,7 +203,7 @@ async def _start_ingest(stand: Stand, replicas: list[ServiceProcess]) -> Running
     base = f"http://127.0.0.1:{replica.port}"
 
     async def provisioned() -> bool:
-        return await target.progress(stand) >= len(events)
+        return bool(await target.progress(stand) >= len(events))
 
     await until(provisioned, timeout=240, what="the four data sources provisioned")
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
@@ -514,7 +514,7 @@ async def test_ingest_and_serving_targets_count_each_effect_once(
     await stand.producer.flush()
 
     async def done() -> bool:
-        return await ingest.progress(stand) >= 8 and await serving.progress(stand) >= serving.size
+        return bool(await ingest.progress(stand) >= 8 and await serving.progress(stand) >= serving.size)
 
     await until(done, timeout=180, what="8 data sources provisioned and 4 insights recorded")
     await asyncio.sleep(1)  # a second effect would land now
