@@ -3,7 +3,9 @@ survivor takes its partitions over (after the session timeout, 6 s here), every 
 and what the service published through its outbox keeps the order of its inputs per key.
 
 Write-back over several tenants (a key each, spread over the partitions): changes in the MCP simulator, and
-`writeback.outcome` per tenant in the order of that tenant's insights. Monitor: rows per event.
+`writeback.outcome` per tenant in the order of that tenant's insights. Monitor: rows per event. Jobs: jobs in
+the workspace per request. Ingest: one first-run `job.requested` per data source (and its MCP integration).
+Serving: one `insight.created` per insights run (see `service_procs` for what each target counts).
 """
 
 from __future__ import annotations
@@ -12,27 +14,36 @@ import asyncio
 import random
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from faults_report import Report
-from service_procs import Monitor, Stand, Target, Writeback, until
+from service_procs import Ingest, Jobs, Monitor, Serving, Stand, Target, Writeback, until
 
 from apev_contracts.envelope import decode
+from apev_workspace.testing import running_workspace, upload
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 SESSION_MS = 6000
 
 
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with running_workspace(tmp_path_factory.mktemp("ws-replicas"), executor_slots=2) as ws:
+        upload(ws.client(), f"{Jobs.tasks}/ok.py", "print('fine')")
+        yield ws
+
+
 @pytest.fixture
 async def stand(
-    kafka_bootstrap: str, pg_url: str, tmp_path: Path, mcp_sim: Any, alert_sinks: Any, service_logs: list[str]
-) -> AsyncIterator[Stand]:
-    s = Stand(kafka_bootstrap, pg_url, tmp_path, None, mcp_sim, alert_sinks, service_logs)
+    kafka_bootstrap: str, pg_url: str, tmp_path: Path, mcp_sim: Any, alert_sinks: Any, service_logs: list[str],
+    workspace: Any,
+) -> AsyncIterator[Stand]:  # fmt: skip
+    s = Stand(kafka_bootstrap, pg_url, tmp_path, workspace, mcp_sim, alert_sinks, service_logs)
     await s.open()
     try:
         yield s
@@ -155,3 +166,19 @@ async def test_two_writeback_replicas_one_killed(stand: Stand, report: Report) -
 async def test_two_replicas_one_killed_during_5000_events(target: type[Target], stand: Stand, report: Report) -> None:
     t = Writeback(tenants=6) if target is Writeback else target()
     await two_replicas(stand, t, report, events=5000, rate=60, name=f"replicas_long_{t.name}")
+
+
+@pytest.mark.faults_long
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("target", [Jobs, Ingest, Serving], ids=["jobs", "ingest", "serving"])
+async def test_two_replicas_one_killed_during_1000_events(target: type[Target], stand: Stand, report: Report) -> None:
+    """The services whose events each cost outside calls (jobs: a Databricks job; ingest: a data source's
+    provisioning; serving: an insights read as the tenant's reader): 1,000 events over 4 keys."""
+    t: Target
+    if target is Serving:
+        t = Serving(tenants=4, size=1000)
+    elif target is Ingest:
+        t = Ingest(tenants=4)
+    else:
+        t = Jobs()
+    await two_replicas(stand, t, report, events=1000, rate=40, name=f"replicas_long_{t.name}")
