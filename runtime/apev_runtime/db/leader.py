@@ -33,6 +33,12 @@ class Leadership(Protocol):
     async def release(self) -> None: ...
 
 
+def advisory_key(name: str, schema: str | None) -> int:
+    """A PostgreSQL advisory lock key (signed 64 bits), distinct per role name and per service schema."""
+    digest = hashlib.sha256(f"apev:{name}:{schema or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -44,8 +50,7 @@ class AdvisoryLock:
         self.db = db
         self.name = name
         # Distinct per role and per service schema: services sharing one database relay independently.
-        digest = hashlib.sha256(f"apev:{name}:{db.schema or ''}".encode()).digest()
-        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self.key = advisory_key(name, db.schema)
         self._conn: AsyncConnection | None = None
 
     async def acquire(self) -> bool:
