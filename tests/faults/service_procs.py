@@ -18,17 +18,19 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from apev_contracts import InsightCreated, JobRequested, ServingLatencySampled
-from apev_contracts.envelope import CloudEvent, encode, new_event
+from apev_contracts import DatasourceCreated, InsightCreated, JobRequested, RunFinished, ServingLatencySampled, naming
+from apev_contracts.envelope import CloudEvent, decode, encode, new_event
+from apev_contracts.errors import ContractError
 from apev_contracts.examples import example_payloads
 from apev_contracts.topics import all_topics
 from apev_runtime.testing import create_topics
@@ -150,6 +152,30 @@ class Stand:
         assert self.engine is not None
         async with self.engine.connect() as conn:
             return Counter({str(r[0]): int(r[1]) for r in await conn.execute(text(sql))})
+
+    async def published(self, topic: str) -> list[CloudEvent[Any]]:
+        """Every event on one of the stand's topics so far (each partition read to its end offset, no group)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            assert self.producer is not None
+            name = self.prefix + topic
+            parts = [TopicPartition(name, p) for p in sorted(await self.producer.partitions_for(name))]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            out: list[CloudEvent[Any]] = []
+            while [p for p in parts if await consumer.position(p) < ends[p]]:
+                batch = await consumer.getmany(*parts, timeout_ms=500)
+                for records in batch.values():
+                    for r in records:
+                        try:
+                            out.append(decode(r.value or b"", list(r.headers), topic=topic))
+                        except ContractError:
+                            continue  # not an event of ours (a poison test's record): no effect to count
+            return out
+        finally:
+            await consumer.stop()
 
     def replica(self, target: Target, index: int = 0) -> ServiceProcess:
         return ServiceProcess(target.name, target.env(self, index), self.log)
@@ -333,7 +359,246 @@ class Writeback(Target):
         return counts
 
 
+INGEST_TENANT, SERVING_TENANT = f"{TENANT}-ingest", f"{TENANT}-serving"
+
+
+def _tenants(base: str, n: int) -> list[str]:
+    return [base] if n == 1 else [f"{base}-{k}" for k in range(n)]
+
+
+class Ingest(Target):
+    """`datasource.created` -> the data source provisioned (once per tenant: catalog, schemas, volume, principals,
+    grants, warehouse, MCP tenant and secret scope; per data source: its MCP integration and task files) and its
+    first ingestion run requested: one `job.requested` (kind `ingest`, key = the data source) through the outbox.
+    Counted per data source on the `job.requested` topic by distinct event id (a copy under the same id is one
+    request to the jobs service; a second id would be a second run), and only where the MCP simulator holds the
+    data source's integration. `tenants` > 1 spreads the stream over several keys (partitions).
+
+    A stand that also runs the jobs service would run these ingestion jobs for real (heavy): keep them apart."""
+
+    name, topic = "ingest", "datasource.created"
+
+    def __init__(self, tenants: int = 1, base: str = INGEST_TENANT) -> None:
+        self.tenants = _tenants(base, tenants)
+        self.codes: dict[str, str] = {}
+        self.tag = secrets.token_hex(3)
+
+    async def prepare(self, stand: Stand) -> None:
+        for tenant in self.tenants:
+            self.codes[tenant] = await asyncio.to_thread(stand.mcp.new_tenant, "fi")
+        entries = {t: {"mcp_tenant_code": code} for t, code in self.codes.items()}
+        self._file(stand).write_text(yaml.safe_dump({"defaults": {"freshness_minutes": 60}, "tenants": entries}))
+
+    def _file(self, stand: Stand) -> Path:
+        return stand.tmp / "ingest-tenants.yaml"
+
+    def env(self, stand: Stand, index: int) -> dict[str, str]:
+        if not self._file(stand).exists():
+            self._file(stand).write_text("defaults: {}\ntenants: {}\n")
+        return {
+            **super().env(stand, index),
+            "DATABRICKS_HOST": stand.workspace.host,
+            "DATABRICKS_TOKEN": stand.workspace.admin_token,
+            "MCP_BASE_URL": stand.mcp.base_url,
+            "MCP_API_KEY": stand.mcp.admin_key,
+            "INGEST_TENANTS_FILE": str(self._file(stand)),
+            "INGEST_CREDENTIAL_CHECK_SECONDS": "3600",
+        }
+
+    def event(self, stand: Stand, i: int) -> tuple[str, CloudEvent[Any]]:
+        tenant = self.tenants[i % len(self.tenants)]
+        ds = f"ds-{self.tag}-{i}"
+        payload = DatasourceCreated(
+            tenant_id=tenant, datasource_id=ds, name=f"faults {i}", system="adp", entities=["employees"],
+            mcp_tenant_code=self.codes.get(tenant, "default"),
+        )  # fmt: skip
+        return ds, new_event(payload, tenant_id=tenant, source="tests/faults")
+
+    async def progress(self, stand: Stand) -> int:
+        table = f'"{self.schema(stand)}".ingest_datasources'
+        return int(
+            await stand.scalar(
+                f"SELECT count(*) FROM {table} WHERE state IN ('job_requested', 'first_run_finished') "  # noqa: S608
+                f"AND datasource_id LIKE 'ds-{self.tag}-%'"
+            )
+        )
+
+    async def effects(self, stand: Stand) -> Counter[str]:
+        """Per data source: distinct `job.requested` ids of its first run (0 when MCP has no integration for it).
+        Waits (30 s at most) for the relay to publish what the service recorded."""
+        deadline = time.monotonic() + 30
+        while True:
+            requests = {
+                e.id: e.data.key
+                for e in await stand.published("job.requested")
+                if e.data.kind == "ingest"
+                and e.data.tenant_id in self.tenants
+                and e.data.key.startswith(f"ds-{self.tag}-")
+            }
+            if len(set(requests.values())) >= await self.progress(stand) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        codes = set(self.codes.values())
+        registered = {i.datasource_id for i in list(stand.mcp.backend.integrations.values()) if i.tenant_code in codes}
+        return Counter(ds for ds in requests.values() if ds in registered)
+
+
+class Serving(Target):
+    """`run.finished` of an agent's successful insights run -> one `insight.created` per new row of the tenant's
+    `gold.agent_insights` (read as the tenant's reader principal, through the outbox; the row recorded in
+    `serving_insights`). Event i is agent `<tag>-i`'s run and that agent has one row, so each event has one
+    effect: counted per insight id on the `insight.created` topic by distinct event id.
+
+    `prepare` lays out what ingest and agent registration would have: the tenant's catalog with a gold schema, its
+    reader principal with ingest's grants (USE_CATALOG; USE_SCHEMA, SELECT on gold), `gold.agent_insights` with
+    one row per agent (`size` agents) and `gold.monthly_kpis`, and the agents' rows in the service's schema
+    (migrated first, the service's own table definitions). Insights are held (confidence 0.3) so a write-back
+    in the same stand only holds them."""
+
+    name, topic = "serving", "run.finished"
+
+    def __init__(self, tenants: int = 1, size: int = 5000, base: str = SERVING_TENANT) -> None:
+        self.tenants = _tenants(base, tenants)
+        self.size = size
+        self.tag = f"fa{secrets.token_hex(3)}"
+
+    def env(self, stand: Stand, index: int) -> dict[str, str]:
+        return {
+            **super().env(stand, index),
+            "DATABRICKS_HOST": stand.workspace.host,
+            "DATABRICKS_TOKEN": stand.workspace.admin_token,
+            "SERVING_REPLICA_ID": f"faults-{index}",
+            "SERVING_LATENCY_WINDOW_SECONDS": "3600",
+        }
+
+    def agent(self, i: int) -> tuple[str, str]:
+        """(tenant, agent id) of event i."""
+        return self.tenants[i % len(self.tenants)], f"{self.tag}-{i}"
+
+    async def prepare(self, stand: Stand) -> None:
+        w = stand.workspace.client()
+        for n, tenant in enumerate(self.tenants):
+            ids = range(n, self.size, len(self.tenants))
+            await asyncio.to_thread(lay_out_tenant_sql, w, tenant, self.tag, ids)
+        await self._agent_rows(stand)
+
+    async def _agent_rows(self, stand: Stand) -> None:
+        from apev_runtime.db import migrate
+        from apev_runtime.db.engine import create_database
+        from apev_serving import tables as serving_tables
+        from apev_serving.app import MIGRATIONS
+
+        db = create_database(stand.pg_url, self.schema(stand))
+        try:
+            await migrate.upgrade(db, [MIGRATIONS])
+            now = datetime.now(UTC)
+            rows = []
+            for i in range(self.size):
+                tenant, agent = self.agent(i)
+                catalog = naming.catalog_name(tenant)
+                rows.append({
+                    "agent_id": agent, "tenant_id": tenant, "name": f"faults agent {i}",
+                    "model_name": f"{catalog}.agents.{agent.replace('-', '_')}", "model_source": "/Shared/faults/m.py",
+                    "tables": ["gold.agent_insights"], "chat_endpoint": "apev-local-chat",
+                    "config": {"agent_id": agent, "catalog": catalog, "tables": ["gold.agent_insights"]},
+                    "endpoint_name": f"agent-{agent}", "principal": naming.agent_principal(agent),
+                    "workload_size": "Small", "scale_to_zero": True, "state": "serving",
+                    "created_at": now, "updated_at": now,
+                })  # fmt: skip
+            async with db.transaction() as tx:
+                await tx.execute(serving_tables.agents.insert(), rows)
+        finally:
+            await db.dispose()
+
+    def event(self, stand: Stand, i: int) -> tuple[str, CloudEvent[Any]]:
+        if i >= self.size:
+            raise ValueError(f"event {i}: this target prepared {self.size} agents (Serving(size=...))")
+        tenant, agent = self.agent(i)
+        run_id = str(10**9 + i)
+        finished = RunFinished.model_validate({
+            "tenant_id": tenant, "job_id": "4242", "run_id": run_id, "kind": "agent-insights", "key": agent,
+            "job_name": naming.job_name(tenant, "agent-insights", agent),
+            "tags": {"ap_tenant_id": tenant, "ap_kind": "agent-insights", "ap_agent_id": agent},
+            "state": {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"},
+            "status": {"state": "TERMINATED"}, "outcome": "success",
+            "start_time": "2026-03-01T00:00:00Z", "end_time": "2026-03-01T00:05:00Z",
+        })  # fmt: skip
+        return f"ins-{agent}", new_event(finished, tenant_id=tenant, source="tests/faults")
+
+    async def progress(self, stand: Stand) -> int:
+        table = f'"{self.schema(stand)}".serving_insights'
+        return int(await stand.scalar(f"SELECT count(*) FROM {table} WHERE agent_id LIKE '{self.tag}-%'"))  # noqa: S608
+
+    async def effects(self, stand: Stand) -> Counter[str]:
+        """Per insight: distinct `insight.created` ids (waits 30 s at most for the relay to catch up)."""
+        deadline = time.monotonic() + 30
+        while True:
+            created = {
+                e.id: e.data.insight_id
+                for e in await stand.published("insight.created")
+                if e.data.agent_id.startswith(f"{self.tag}-")
+            }
+            if len(set(created.values())) >= await self.progress(stand) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        return Counter(created.values())
+
+
+def warehouse_sql(w: Any, statement: str) -> list[list[Any]]:
+    """One statement as the workspace admin on its first warehouse; its rows."""
+    from databricks.sdk.service import sql as dbsql
+
+    wh = str(next(iter(w.warehouses.list())).id)
+    done = w.statement_execution.execute_statement(statement=statement, warehouse_id=wh, wait_timeout="30s")
+    if done.status is None or done.status.state != dbsql.StatementState.SUCCEEDED:
+        raise AssertionError(f"{statement[:200]}: {done.status}")
+    return [list(r) for r in (done.result.data_array or [])] if done.result else []
+
+
+def lay_out_tenant_sql(w: Any, tenant: str, tag: str, agents: range | list[int]) -> None:
+    """What ingest (catalog, schemas, the reader principal and its grants) and the pipeline (gold tables) leave
+    for serving: `gold.monthly_kpis` (four rows naming the tenant) and `gold.agent_insights` with one held
+    insight per agent `<tag>-<i>`. Get-or-create, so a second target in the same workspace adds its rows."""
+    from databricks.sdk.service import catalog as uc
+
+    from apev_pipeline.agents import insights_table_ddl
+
+    cat = naming.catalog_name(tenant)
+    warehouse_sql(w, f"CREATE CATALOG IF NOT EXISTS {cat}")
+    for schema in ("bronze", "silver", "gold"):
+        warehouse_sql(w, f"CREATE SCHEMA IF NOT EXISTS {cat}.{schema}")
+    warehouse_sql(w, insights_table_ddl(cat))
+    warehouse_sql(
+        w,
+        f"CREATE TABLE IF NOT EXISTS {cat}.gold.monthly_kpis AS SELECT "  # noqa: S608 - our own names
+        f"concat('{tenant}-loc-', CAST(id AS STRING)) AS practice_location, "
+        "CAST(1000 * (id + 1) AS BIGINT) AS visits FROM range(4)",
+    )
+    ids = list(agents)
+    if ids:
+        values = ", ".join(f"({i})" for i in ids)
+        warehouse_sql(
+            w,
+            f"INSERT INTO {cat}.gold.agent_insights SELECT concat('ins-{tag}-', CAST(i AS STRING)), "  # noqa: S608
+            f"concat('{tag}-', CAST(i AS STRING)), '1', 'anomaly', 'adp', 'employees', "
+            "concat('E', lpad(CAST(1 + i % 150 AS STRING), 5, '0')), '{\"REVIEW_NOTE\": \"faults\"}', "
+            "'fault suite', 0.3, true, CAST('2026-03-01 00:00:00' AS TIMESTAMP) "
+            f"FROM (VALUES {values}) AS v(i)",
+        )
+    name = naming.reader_principal(tenant)
+    found = [sp for sp in w.service_principals.list(filter=f'displayName eq "{name}"') if sp.display_name == name]
+    app_id = str(found[0].application_id if found else w.service_principals.create(display_name=name).application_id)
+    for kind, full, privileges in (
+        ("catalog", cat, ["USE_CATALOG"]),
+        ("schema", f"{cat}.gold", ["USE_SCHEMA", "SELECT"]),
+    ):
+        change = uc.PermissionsChange(principal=app_id, add=[uc.Privilege(p) for p in privileges])
+        w.grants.update(kind, full, changes=[change])
+
+
 TARGETS: dict[str, Callable[[], Target]] = {"monitor": Monitor, "jobs": Jobs, "writeback": Writeback}
+MORE_TARGETS: dict[str, Callable[[], Target]] = {"ingest": Ingest, "serving": Serving}
+"""Not in `TARGETS` (which the kill, replica and storm scenarios iterate): each needs its own budget."""
 
 
 async def until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:

@@ -1,72 +1,27 @@
 """Schemathesis against the services' HTTP APIs, running as processes on the suite's Kafka and PostgreSQL: no
-generated request gets a 5xx. Jobs publishes its own OpenAPI document (`/openapi.json`); monitor and
-write-back have none, so theirs is derived here from their route table (every path and method, path
-parameters as strings, the query parameters they read, JSON bodies as any object). Authorised as an admin of
-a tenant; a bounded number of examples per operation (short: 15, in `make test`; long: 150).
+generated request gets a 5xx. Jobs publishes its own OpenAPI document (`/openapi.json`); monitor and write-back
+have none, so theirs is derived from their route table (`fuzzing.py`). Authorised as an admin of a tenant; a
+bounded number of examples per operation (short: 15, in `make test`; long: 150). Ingest and serving are fuzzed
+in `test_isolation_ingest_serving.py`, on the processes (and provisioned tenants) the isolation property uses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import schemathesis
 from faults_report import Report
-from hypothesis import HealthCheck, given, settings
-from service_procs import JWT_SECRET, TENANT, Jobs, Monitor, Stand, Target, Writeback
-from starlette.routing import Route
+from fuzzing import derived_openapi, fuzz
+from service_procs import Jobs, Monitor, Stand, Target, Writeback
 
-from apev_monitor import api as monitor_api
-from apev_runtime.auth import mint_token
 from apev_workspace.testing import running_workspace
-from apev_writeback import api as writeback_api
-from apev_writeback.settings import Settings as WritebackSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
-
-
-class _Routes:
-    """A stand-in service object: route tables are read, never called."""
-
-    def __getattr__(self, name: str) -> Any:
-        return _Routes()
-
-
-# The query parameters the routes read (`request.query_params.get(...)` in their api modules).
-QUERY = {"monitor": ["state", "rule", "from", "to"], "writeback": ["state", "limit"]}
-
-
-def derived_openapi(name: str) -> dict[str, Any]:
-    """An OpenAPI 3.1 document from a service's route table (what it serves, without its own document)."""
-    stub: Any = _Routes()
-    table = {
-        "monitor": lambda: monitor_api.routes(stub, None),
-        "writeback": lambda: writeback_api.routes(stub, WritebackSettings(), None),
-    }[name]()
-    paths: dict[str, Any] = {}
-    for route in table:
-        if not isinstance(route, Route):
-            continue
-        params = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-            for p in re.findall(r"{([^}:]+)(?::[^}]+)?}", route.path)
-        ]
-        path = re.sub(r"{([^}:]+):[^}]+}", r"{\1}", route.path)
-        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
-            query = [{"name": q, "in": "query", "schema": {"type": "string"}} for q in QUERY[name]]
-            parameters = params + (query if method == "GET" else [])
-            op: dict[str, Any] = {"parameters": parameters, "responses": {"default": {"description": "any"}}}
-            if method in ("POST", "PUT", "PATCH"):
-                op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
-            paths.setdefault(path, {})[method.lower()] = op
-    return {"openapi": "3.1.0", "info": {"title": f"{name} (derived from its routes)", "version": "1"}, "paths": paths}
 
 
 @pytest.fixture(scope="module")
@@ -86,34 +41,6 @@ async def stand(
         yield s
     finally:
         await s.close()
-
-
-def fuzz(base_url: str, document: dict[str, Any], examples: int) -> tuple[Counter[int], list[str]]:
-    """Every operation, `examples` generated requests each; (statuses seen, the 5xx ones as curl commands)."""
-    schema = schemathesis.openapi.from_dict(document)
-    token = mint_token(JWT_SECRET, tenant_id=TENANT, roles=["admin", "engineer", "analyst", "agent"])
-    headers = {"Authorization": f"Bearer {token}"}
-    statuses: Counter[int] = Counter()
-    errors: list[str] = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-
-        @settings(
-            max_examples=examples,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-            derandomize=False,
-        )
-        @given(case=operation.as_strategy())
-        def run(case: Any) -> None:
-            response = case.call(base_url=base_url, headers=headers, timeout=30)
-            statuses[response.status_code] += 1
-            if response.status_code >= 500:
-                errors.append(f"{response.status_code} {case.as_curl_command()}")
-
-        run()
-    return statuses, errors
 
 
 async def _fuzz_service(stand: Stand, target: Target, report: Report, examples: int, name: str) -> None:
@@ -146,7 +73,7 @@ async def _fuzz_service(stand: Stand, target: Target, report: Report, examples: 
     assert not errors, errors[:5]
 
 
-SERVICES = {"jobs": Jobs, "monitor": Monitor, "writeback": Writeback}
+SERVICES = {"jobs": Jobs, "monitor": Monitor, "writeback": Writeback}  # ingest, serving: test_isolation_ingest_serving
 
 
 @pytest.mark.faults
