@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from faults_report import Report
-from service_procs import TARGETS, Jobs, Stand, Target, until
+from service_procs import TARGETS, Ingest, Jobs, Serving, Stand, Target, until
 
 from apev_workspace.testing import running_workspace, upload
 
@@ -149,3 +149,18 @@ async def test_sigkill_each_service_mid_stream_then_restart(stand: Stand, report
 async def test_sigkill_three_times_during_5000_events(service: str, stand: Stand, report: Report) -> None:
     target = TARGETS[service]()
     await kill_stream(stand, target, report, events=5000, kills=3, name=f"sigkill_long_{service}", seed=SEED, rate=60)
+
+
+@pytest.mark.faults_long
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize(("service", "events", "kills", "rate"), [("ingest", 300, 2, 10), ("serving", 1000, 3, 40)])
+async def test_sigkill_ingest_and_serving_mid_stream(
+    service: str, events: int, kills: int, rate: float, stand: Stand, report: Report
+) -> None:
+    """Ingest: `datasource.created` -> provisioning (workspace and MCP calls) and the first run's `job.requested`;
+    serving: an agent run's `run.finished` -> its insights read as SQL -> `insight.created`. Fewer events than the
+    others: each costs several workspace calls."""
+    target: Target = Ingest() if service == "ingest" else Serving(size=events)
+    await kill_stream(
+        stand, target, report, events=events, kills=kills, name=f"sigkill_long_{service}", seed=SEED, rate=rate
+    )

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from faults_client import FaultClient
 from faults_report import Report
-from service_procs import JobRuns, Stand, Target, Writeback, metric, until
+from service_procs import Ingest, JobRuns, Stand, Target, Writeback, metric, until
 
 from apev_workspace.testing import running_workspace, upload
 
@@ -151,3 +151,11 @@ async def test_a_minute_long_storm_loses_and_duplicates_nothing(
     await storm(
         stand, target(), report, seconds=60, name=f"storm_long_{target().name}", rate=4 if target is JobRuns else 8
     )
+
+
+@pytest.mark.faults_long
+@pytest.mark.timeout(1800)
+async def test_a_minute_long_mcp_storm_while_ingest_provisions(stand: Stand, report: Report) -> None:
+    """Ingest's MCP calls (tenant check, integration registration) under the storm while it provisions data
+    sources: each gets its first run requested once; its MCP breaker opens (consumption pauses) and closes."""
+    await storm(stand, Ingest(), report, seconds=60, rate=2, name="storm_long_ingest")

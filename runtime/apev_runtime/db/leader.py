@@ -7,6 +7,8 @@ taken over when it expires (the embedded default runs one process, but two must 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import socket
@@ -33,6 +35,12 @@ class Leadership(Protocol):
     async def release(self) -> None: ...
 
 
+def advisory_key(name: str, schema: str | None) -> int:
+    """A PostgreSQL advisory lock key (signed 64 bits), distinct per role name and per service schema."""
+    digest = hashlib.sha256(f"apev:{name}:{schema or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -44,11 +52,18 @@ class AdvisoryLock:
         self.db = db
         self.name = name
         # Distinct per role and per service schema: services sharing one database relay independently.
-        digest = hashlib.sha256(f"apev:{name}:{db.schema or ''}".encode()).digest()
-        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self.key = advisory_key(name, db.schema)
         self._conn: AsyncConnection | None = None
+        # One holder may be asked from several tasks (the monitor's evaluate and notify loops): their checks
+        # must not overlap on the one connection (asyncpg refuses a second operation in flight, and a failed
+        # check drops the connection, hence the lock, which another replica may then take).
+        self._guard = asyncio.Lock()
 
     async def acquire(self) -> bool:
+        async with self._guard:
+            return await self._acquire()
+
+    async def _acquire(self) -> bool:
         if self._conn is not None:
             try:
                 await self._conn.execute(text("SELECT 1"))  # the session, hence the lock, is alive
@@ -72,14 +87,15 @@ class AdvisoryLock:
         return True
 
     async def release(self) -> None:
-        if self._conn is None:
-            return
-        try:
-            await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-            await self._conn.commit()
-        except Exception:
-            log.warning("leader_release_failed", role=self.name, exc_info=True)
-        await self._drop()
+        async with self._guard:
+            if self._conn is None:
+                return
+            try:
+                await self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                await self._conn.commit()
+            except Exception:
+                log.warning("leader_release_failed", role=self.name, exc_info=True)
+            await self._drop()
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -87,7 +103,8 @@ class AdvisoryLock:
             try:
                 await conn.close()
             except Exception:
-                await conn.invalidate()
+                with contextlib.suppress(Exception):  # already closed: nothing left to free
+                    await conn.invalidate()
 
 
 class Lease:

@@ -16,6 +16,7 @@ from apev_ingest.service import IngestService, Mcp
 from apev_ingest.settings import Settings
 from apev_ingest.tenants import tenant_directory
 from apev_runtime.app import build_app, build_runtime
+from apev_runtime.http import HostBreakers
 from apev_runtime.mcp import WebhookVerifier
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
@@ -34,6 +35,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         base_url=settings.mcp_base_url,
         admin_key=settings.mcp_api_key.get_secret_value(),
         workspace_url=settings.mcp_workspace_url or settings.mcp_base_url,
+        breakers=HostBreakers(
+            failure_threshold=settings.breaker_failures, cool_down=settings.breaker_cool_down_seconds
+        ),
     )
     metrics = Metrics(runtime.registry)
     lineage = MonitorLineage(

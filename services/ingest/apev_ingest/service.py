@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ from apev_runtime.databricks import DatabricksClients
 from apev_runtime.db.engine import Database
 from apev_runtime.errors import PermanentError
 from apev_runtime.events import follow_up
+from apev_runtime.http import HostBreakers
 from apev_runtime.mcp import INTEGRATION_ENTITIES, IntegrationRegistration, McpClient, WebhookEvent
 from apev_runtime.tracing import current_traceparent
 
@@ -63,14 +64,18 @@ def _now() -> datetime:
 
 @dataclass(frozen=True)
 class Mcp:
-    """How the service reaches MCP: its own URL and admin key, and the URL the workspace reaches."""
+    """How the service reaches MCP: its own URL and admin key, and the URL the workspace reaches. Every client
+    shares `breakers`: once the MCP host failed `failure_threshold` calls in a row, calls are refused
+    (`McpCircuitOpenError`) and the delivery kit pauses consumption until the cool-down, instead of spending an
+    event's retries (and dead-lettering it) against a server that is down."""
 
     base_url: str
     admin_key: str
     workspace_url: str
+    breakers: HostBreakers = field(default_factory=HostBreakers)
 
     def client(self, tenant: str | None = None) -> McpClient:
-        return McpClient(self.base_url, self.admin_key, tenant=tenant)
+        return McpClient(self.base_url, self.admin_key, tenant=tenant, breakers=self.breakers)
 
 
 class IngestService:

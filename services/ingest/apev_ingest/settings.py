@@ -29,6 +29,10 @@ class Settings(ServiceSettings):
     """HMAC secret of MCP's webhooks to `POST /webhooks/mcp`; without it the endpoint refuses every call (401).
     With `public_url` set, the service subscribes each tenant's MCP webhooks with it."""
     webhook_tolerance_seconds: float = 300.0
+    breaker_failures: int = 5
+    """Consecutive failed MCP calls that open the MCP host's breaker (consumption then pauses)."""
+    breaker_cool_down_seconds: float = 30.0
+    """How long an open MCP breaker refuses calls before one probe is let through."""
     pipeline_root: str = "/Shared/agentprovision/pipeline"
     """Workspace folder of the pipeline's task files."""
     page_size: int = 500

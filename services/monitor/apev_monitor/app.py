@@ -42,7 +42,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     breakers = HostBreakers(failure_threshold=settings.breaker_failures, cool_down=settings.breaker_cool_down_seconds)
     http = http_client(settings, breakers)
     senders: dict[str, Sender] = {
-        "slack": SlackSender(http, {k: v.get_secret_value() for k, v in settings.slack_webhooks.items()}),
+        "slack": SlackSender(
+            http,
+            {k: v.get_secret_value() for k, v in settings.slack_webhooks.items()},
+            resend_unconfirmed=settings.slack_resend_unconfirmed,
+        ),
         "pagerduty": PagerDutySender(
             http,
             settings.pagerduty_events_url,

@@ -2,10 +2,17 @@
 
 The notifier takes due rows from `monitor_notifications` in id order and sends each once per attempt; every
 attempt is a row in `monitor_notification_attempts`. 429 and 5xx (SMTP: 4xx replies, connection errors) are
-retried at the server's `Retry-After`, else with a doubling backoff, until delivered or expired; other 4xx
-(SMTP: 5xx) fail for good. Retries are the notifier's, not the HTTP client's (one request per attempt), so a
-notification is only sent again after an answer that says it was not taken. Within one group and receiver
-the notifications go out in order: a PagerDuty resolve never overtakes its trigger.
+retried at the server's `Retry-After`, else with a backoff doubling per answer the receiver gave (an open
+breaker's refusals do not count), until delivered or expired; other 4xx (SMTP: 5xx) fail for good. Retries
+are the notifier's, not the HTTP client's (one request per attempt), so a notification is only sent again
+after an answer that says it was not taken. Within one group and receiver the notifications go out in order:
+a PagerDuty resolve never overtakes its trigger.
+
+An answer that does not say whether the request was taken (502 or 504 from a gateway, the connection lost or
+timed out after the request went out) is retried for PagerDuty, whose `dedup_key` makes a second trigger join
+the same incident. A Slack incoming webhook has no such key: a re-sent message is a second message, so by
+default Slack's notification ends `unconfirmed` (attempt outcome `unconfirmed`, not re-sent);
+`MONITOR_SLACK_RESEND_UNCONFIRMED=true` re-sends it instead (a possible duplicate rather than a possible miss).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, not_, or_, select, update
 
 from apev_monitor import tables
 from apev_monitor.conditions import aware
@@ -30,8 +37,12 @@ from apev_runtime.http import CircuitOpenError, HostBreakers, ResilientClient, R
 
 log = structlog.get_logger("apev.monitor.notify")
 
-Outcome = Literal["delivered", "retry", "failed"]
+Outcome = Literal["delivered", "retry", "failed", "unconfirmed"]
 CLAIM_SECONDS = 120.0
+UNCONFIRMED_STATUSES = frozenset({502, 504})
+"""Gateway answers: the request may have reached the receiver before the gateway gave up on it."""
+UNCONFIRMED_ERRORS = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+"""The request went out, the answer never came (a refused or timed-out connect sent nothing)."""
 
 
 @dataclass(frozen=True)
@@ -46,23 +57,32 @@ class Sender(Protocol):
     async def send(self, payload: dict[str, Any], kind: str, dedup_key: str) -> SendResult: ...
 
 
-def _http_result(response: httpx.Response, ok: set[int]) -> SendResult:
+def _http_result(response: httpx.Response, ok: set[int], resend_unconfirmed: bool) -> SendResult:
     code = response.status_code
     if code in ok:
         return SendResult("delivered", code)
     body = response.text[:300]
+    if code in UNCONFIRMED_STATUSES and not resend_unconfirmed:
+        return SendResult("unconfirmed", code, f"not re-sent, may have been taken: {body}"[:300])
     if code == 429 or code >= 500:
         return SendResult("retry", code, body, parse_retry_after(response.headers.get("Retry-After")))
     return SendResult("failed", code, body)
 
 
-async def _post(http: ResilientClient, url: str, body: dict[str, Any], ok: set[int]) -> SendResult:
+async def _post(
+    http: ResilientClient, url: str, body: dict[str, Any], ok: set[int], *, resend_unconfirmed: bool = True
+) -> SendResult:
+    """One attempt. `resend_unconfirmed`: retry when the answer does not say whether the request was taken
+    (only for receivers where a second request cannot make a second effect)."""
     try:
-        return _http_result(await http.post(url, json=body), ok)
+        return _http_result(await http.post(url, json=body), ok, resend_unconfirmed)
     except CircuitOpenError as exc:
         return SendResult("retry", None, f"circuit open for {exc.host}", exc.retry_in)
     except httpx.TransportError as exc:
-        return SendResult("retry", None, f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        if isinstance(exc, UNCONFIRMED_ERRORS) and not resend_unconfirmed:
+            return SendResult("unconfirmed", None, f"not re-sent, may have been taken: {error}"[:300])
+        return SendResult("retry", None, error)
 
 
 def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
@@ -93,9 +113,10 @@ def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 class SlackSender:
-    def __init__(self, http: ResilientClient, webhooks: dict[str, str]) -> None:
+    def __init__(self, http: ResilientClient, webhooks: dict[str, str], *, resend_unconfirmed: bool = False) -> None:
         self.http = http
         self.webhooks = webhooks
+        self.resend_unconfirmed = resend_unconfirmed
 
     async def send(self, payload: dict[str, Any], kind: str, dedup_key: str) -> SendResult:
         url = self.webhooks.get(payload.get("slack_webhook") or "alerts") or self.webhooks.get("alerts")
@@ -103,7 +124,7 @@ class SlackSender:
             return SendResult(
                 "failed", None, f"no Slack webhook {payload.get('slack_webhook')!r} or 'alerts' configured"
             )
-        return await _post(self.http, url, slack_message(payload), {200})
+        return await _post(self.http, url, slack_message(payload), {200}, resend_unconfirmed=self.resend_unconfirmed)
 
 
 class PagerDutySender:
@@ -250,6 +271,16 @@ class Notifier:
             )
         return claimed.rowcount == 1
 
+    async def _answered_retries(self, notification_id: int) -> int:
+        a = tables.attempts.c
+        async with self.db.engine.connect() as conn:
+            query = select(func.count()).where(
+                a.notification_id == notification_id,
+                a.outcome == "retry",
+                or_(a.error.is_(None), not_(a.error.startswith("circuit open"))),
+            )
+            return int((await conn.execute(query)).scalar_one())
+
     async def _finish(self, row: Any, now: datetime, result: SendResult, status: str | None = None) -> None:
         n = tables.notifications.c
         attempts = row.attempts + (0 if status == "expired" else 1)
@@ -258,10 +289,12 @@ class Notifier:
             values["status"] = status
         elif result.outcome == "delivered":
             values |= {"status": "delivered", "delivered_at": now}
-        elif result.outcome == "failed":
-            values["status"] = "failed"
+        elif result.outcome in ("failed", "unconfirmed"):
+            values["status"] = result.outcome
         else:
-            wait = result.retry_after if result.retry_after is not None else min(300.0, 2.0 ** min(attempts, 8))
+            wait = result.retry_after
+            if wait is None:  # doubling per answer the receiver gave (refusals by an open breaker never reached it)
+                wait = min(300.0, 2.0 ** min(await self._answered_retries(row.id) + 1, 8))
             values["next_attempt_at"] = now + timedelta(seconds=wait)
         async with self.db.transaction() as tx:
             await tx.execute(update(tables.notifications).where(n.id == row.id).values(**values))

@@ -35,6 +35,10 @@ class Settings(ServiceSettings):
     slack_webhooks: dict[str, SecretStr] = Field(default_factory=dict)
     """Slack incoming webhook URL per name (`alerts`, `billing`, ...); rules name one (`slack_webhook`).
     A rule whose webhook is not configured falls back to `alerts`; none configured: Slack is skipped."""
+    slack_resend_unconfirmed: bool = False
+    """Re-send a Slack message whose answer did not say whether it was posted (502/504, the connection lost
+    after sending): true risks a duplicate message, false (default) a missed one (PagerDuty always re-sends:
+    its `dedup_key` makes that safe)."""
     pagerduty_events_url: str = "https://events.pagerduty.com"
     pagerduty_routing_key: SecretStr | None = None
     smtp_host: str | None = None

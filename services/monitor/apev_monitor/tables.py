@@ -156,7 +156,7 @@ notifications = Table(
     Column("kind", String(16), nullable=False),  # firing, resolved
     Column("dedup_key", String(255), nullable=False),
     Column("payload", JSON, nullable=False),  # what the receiver needs to render: summary, alerts, labels, link
-    Column("status", String(16), nullable=False),  # pending, delivered, failed, expired
+    Column("status", String(16), nullable=False),  # pending, delivered, failed, expired, unconfirmed
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
@@ -173,7 +173,7 @@ attempts = Table(
     Column("notification_id", Integer, nullable=False),
     Column("receiver", String(32), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
-    Column("outcome", String(16), nullable=False),  # delivered, retry, failed
+    Column("outcome", String(16), nullable=False),  # delivered, retry, failed, unconfirmed
     Column("status_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("retry_after", Float, nullable=True),

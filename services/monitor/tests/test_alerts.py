@@ -196,6 +196,34 @@ async def test_slack_429_and_pagerduty_503_are_retried_and_delivered_once(stack:
     }
 
 
+async def test_a_lost_answer_is_retried_for_pagerduty_and_not_resent_to_slack(stack: Stack) -> None:
+    """Both stand-ins take the request, then answer 502: PagerDuty's trigger is re-sent and joins the incident
+    (its dedup key); Slack's message is not re-sent (a webhook has no key: it would be a second message)."""
+    s = stack
+    s.sinks.reset()
+    tenant, job = unique("lost"), job_id()
+    now = s.clock.now()
+    runs = [run_finished(tenant, job, "41", "failure", now), run_finished(tenant, job, "42", "failure", now)]
+    await s.send(*runs)
+    await s.consumed(*runs)
+    s.sinks.fault("/services/*", status=502, count=1, after_apply=True)
+    s.sinks.fault("/v2/enqueue", status=502, count=1, after_apply=True)
+    for step in (1, 30, 5, 10, 60):
+        await s.step(step)
+    assert len(s.slack(tenant)) == 1
+    (incident,) = s.incidents(tenant)
+    assert incident.trigger_count == 2  # taken twice, one incident
+    async with s.service.db.engine.connect() as conn:
+        n = tables.notifications.c
+        rows = (
+            await conn.execute(select(n.receiver, n.status, n.attempts).where(n.dedup_key == incident.dedup_key))
+        ).all()
+    assert {(r.receiver, r.status, r.attempts) for r in rows} == {
+        ("slack", "unconfirmed", 1),
+        ("pagerduty", "delivered", 2),
+    }
+
+
 async def test_pagerduty_400_is_not_retried(stack: Stack) -> None:
     s = stack
     s.sinks.reset()
