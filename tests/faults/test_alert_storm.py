@@ -187,6 +187,11 @@ async def alert_storm(stand: Stand, report: Report, *, seconds: float, rate: flo
         for rule in await asyncio.to_thread(client.list):
             fired[rule["action"]] = fired.get(rule["action"], 0) + int(rule["fired"])
         await asyncio.to_thread(client.clear)
+
+        async def settled() -> bool:  # a PagerDuty answer lost after the incident landed is re-sent after its backoff
+            return not any(k.endswith(":pending") for k in await target.notifications(stand))
+
+        await until(settled, timeout=90, what="every notification settled (none pending a re-send)")
         await asyncio.sleep(3)  # a duplicate (a retry of a notification in flight) would land now
         slack, pagerduty = target.slack(stand), target.pagerduty(stand)
         statuses = await target.notifications(stand)
