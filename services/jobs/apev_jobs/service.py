@@ -61,6 +61,15 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+WEBHOOK_RECORDING_RETRIES = (0.2, 0.5, 1.0, 2.0, 4.0)
+"""Waits between a webhook's completion attempts while the run's request is still being recorded (~8 s)."""
+
+
+class _BeingRecorded(Exception):
+    """The run belongs to a request whose run-now answer is being stored right now (control flow inside the
+    service, never raised out of it)."""
+
+
 class JobsService:
     def __init__(
         self, db: Database, gateway: Gateway, settings: Settings, metrics: Metrics, *, early_commit: bool = False
@@ -465,7 +474,13 @@ class JobsService:
 
     async def _complete_quietly(self, run_id: str) -> None:
         try:
-            await self.complete(run_id, via="webhook")
+            # A run that ended before its run-now answer was stored (a short run on a busy service) is retried
+            # for a few seconds here rather than left to the reconciler (two intervals later).
+            for delay in WEBHOOK_RECORDING_RETRIES:
+                if await self.complete(run_id, via="webhook") != "recording":
+                    return
+                await asyncio.sleep(delay)
+            log.info("webhook_run_still_recording", run_id=run_id)  # the reconciler follows up
         except Exception:
             log.warning("webhook_completion_failed", run_id=run_id, exc_info=True)  # the reconciler follows up
 
@@ -481,7 +496,10 @@ class JobsService:
         run = await self.gw.get_run(run_id)
         if not completion.is_terminal(run):
             return "not_terminal"
-        tracked = await self._tracked(row, run)
+        try:
+            tracked = await self._tracked(row, run)
+        except _BeingRecorded:
+            return "recording"
         if tracked is None:
             return "not_ours"
         attempt = completion.repair_attempt(run)
@@ -582,7 +600,7 @@ class JobsService:
                 )
             ).first()
         if pending is not None and _value(run.trigger) == "ONE_TIME":
-            return None  # a request is recording this run right now; the reconciler follows up once it has
+            raise _BeingRecorded  # a request is recording this run right now (its run-now answer not yet stored)
         tenant, kind, key = parse_job_name(job.job_name)
         return completion.Tracked(tenant, job.job_id, job.job_name, kind, key, None, dict(job.tags))
 

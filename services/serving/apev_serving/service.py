@@ -339,7 +339,16 @@ class ServingService:
         self._agents.pop(agent_id, None)
 
     async def describe(self, agent: Row[Any]) -> dict[str, Any]:
+        """The agent, its versions and endpoint as of one snapshot: the row passed in may be older than the
+        versions (a rejection commits the version's and the agent's state together; read apart, a version read
+        `rejected` beside an agent still `deploying`)."""
         async with self.db.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            await conn.begin()
+            agent = (
+                await conn.execute(select(tables.agents).where(tables.agents.c.agent_id == agent.agent_id))
+            ).first() or agent
             versions = (
                 await conn.execute(
                     select(tables.versions)
