@@ -204,10 +204,10 @@ async def run(env: Env, quick: bool, progress: Progress) -> dict[str, Any]:
         "findings": [
             f"{len(late)} of {len(instant)} SQL runs that ended within ~50 ms of their run-now reached run.finished "
             f"only through the reconciler (max {max(instant):.1f} s, interval {RECONCILE_INTERVAL:g} s): their webhook "
-            "came while the request was still being recorded, the service answers it `not_ours` "
-            "(apev_jobs.service._tracked) and leaves the run to the reconciler, two intervals later (60 s at the "
-            "default 30 s). Runs that last longer than the run-now round trip (every real job) are not affected; "
-            "the completion figures use 1 s runs."
+            "came while the request was still being recorded; the service retries such a completion for ~8 s "
+            "(apev_jobs.service.WEBHOOK_RECORDING_RETRIES) before leaving the run to the reconciler, two intervals "
+            "later (60 s at the default 30 s). Runs that last longer than the run-now round trip (every real job) "
+            "are not affected; the completion figures use 1 s runs."
         ],
         "summary": [
             row(
