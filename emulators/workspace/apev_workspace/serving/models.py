@@ -16,6 +16,7 @@ registry (its own lock) and writes billing (its own lock), neither of which call
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import os
 import re
@@ -269,12 +270,14 @@ class Serving:
             return endpoint
 
     def get(self, name: str) -> dict[str, Any]:
+        """A copy taken under the lock: the ticker thread changes the live record (a failed update sets the
+        entity's state, then the endpoint's), and a response serialised from the live one could show half of it."""
         with self._lock:
-            return self._endpoint(name)
+            return copy.deepcopy(self._endpoint(name))
 
     def list_endpoints(self) -> list[dict[str, Any]]:
         with self._lock:
-            return sorted(self.endpoints.values(), key=lambda e: e["name"])
+            return [copy.deepcopy(e) for e in sorted(self.endpoints.values(), key=lambda e: e["name"])]
 
     def delete(self, name: str, who: Principal) -> None:
         with self._lock:
